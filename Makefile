@@ -1,0 +1,30 @@
+# MedhastraAI: `make run` serves the app, `make test` runs the suite. Both set up .venv/.
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: run test lint bench simulator clean
+
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(PY) || $$(sh scripts/find-python) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	@rm -f $(VENV)/.installed-* && touch $@
+
+run: $(STAMP)
+	$(PY) manage.py migrate --noinput
+	@$(PY) manage.py ensure_dev_clinician
+	$(VENV)/bin/daphne -b 127.0.0.1 -p 8000 medhastra.asgi:application
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+simulator: $(STAMP)
+	$(PY) manage.py llm_simulator
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,96 @@
+"""The content router: splits a model's stream into the reasoning and the summary.
+
+The model is asked for `<detailed>…</detailed>` then `<summary>…</summary>`. Tags may be
+split across chunks at any point, may differ in case, and text may stand outside them
+(it counts as reasoning). A model's separate reasoning field goes to `thinking`.
+"""
+
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+Channel = Literal["reasoning", "summary", "thinking"]
+REASONING: Channel = "reasoning"
+SUMMARY: Channel = "summary"
+THINKING: Channel = "thinking"
+
+_TAGS: dict[str, Channel] = {
+    "<detailed>": REASONING,
+    "</detailed>": REASONING,
+    "<summary>": SUMMARY,
+    "</summary>": REASONING,
+}
+
+
+@dataclass
+class ContentRouter:
+    channel: Channel = REASONING
+    _pending: str = ""
+    _section_start: bool = True
+
+    def feed(self, text: str, *, thinking: bool = False) -> list[tuple[Channel, str]]:
+        """Route a chunk; returns `(channel, text)` pieces, adjacent ones merged."""
+        if thinking:
+            return [(THINKING, text)] if text else []
+        out: list[tuple[Channel, str]] = []
+        self._pending += text
+        while self._pending:
+            start = self._pending.find("<")
+            if start == -1:
+                self._emit(out, self._pending)
+                self._pending = ""
+                break
+            self._emit(out, self._pending[:start])
+            rest = self._pending[start:]
+            lowered = rest.lower()
+            tag = next((t for t in _TAGS if lowered.startswith(t)), None)
+            if tag is not None:
+                self.channel = _TAGS[tag]
+                self._section_start = True
+                self._pending = rest[len(tag) :]
+            elif any(t.startswith(lowered) for t in _TAGS):
+                self._pending = rest  # maybe the start of a tag: wait for more text
+                break
+            else:
+                self._emit(out, "<")
+                self._pending = rest[1:]
+        return out
+
+    def close(self) -> list[tuple[Channel, str]]:
+        """The end of the stream: release text held back as a possible tag."""
+        out: list[tuple[Channel, str]] = []
+        self._emit(out, self._pending)
+        self._pending = ""
+        return out
+
+    def _emit(self, out: list[tuple[Channel, str]], text: str) -> None:
+        if self._section_start:
+            text = text.lstrip()
+            self._section_start = not text
+        if not text:
+            return
+        if out and out[-1][0] == self.channel:
+            out[-1] = (self.channel, out[-1][1] + text)
+        else:
+            out.append((self.channel, text))
+
+
+@dataclass
+class Coalescer:
+    """Gathers routed pieces so the runner persists and publishes once per interval."""
+
+    interval: float
+    texts: dict[Channel, str] = field(default_factory=dict)
+    _last_take: float = field(default_factory=time.monotonic)
+
+    def add(self, pieces: list[tuple[Channel, str]]) -> None:
+        for channel, text in pieces:
+            self.texts[channel] = self.texts.get(channel, "") + text
+
+    def due(self) -> bool:
+        return bool(self.texts) and time.monotonic() - self._last_take >= self.interval
+
+    def take(self) -> dict[Channel, str]:
+        texts, self.texts = self.texts, {}
+        self._last_take = time.monotonic()
+        return texts

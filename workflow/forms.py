@@ -1,0 +1,48 @@
+from django import forms
+
+from workflow.models import ClinicalCase
+
+
+class ClinicalCaseForm(forms.ModelForm):
+    class Meta:
+        model = ClinicalCase
+        fields = [
+            "age",
+            "sex",
+            "chief_complaint",
+            "history",
+            "medications",
+            "allergies",
+            "vitals",
+            "exam",
+            "results",
+            "question",
+        ]
+        widgets = {
+            name: forms.Textarea(attrs={"rows": 3})
+            for name in [
+                "history",
+                "medications",
+                "allergies",
+                "vitals",
+                "exam",
+                "results",
+                "question",
+            ]
+        }
+        help_texts = {
+            "chief_complaint": "Why the patient is here, in a few words: “chest pain for 2 hours”.",
+            "vitals": "E.g. HR 104, BP 128/76, RR 20, SpO2 95 % on air, T 37.2 °C.",
+        }
+
+    def clean_age(self):
+        age = self.cleaned_data["age"]
+        if age is not None and age > 130:
+            raise forms.ValidationError("Enter an age in years, from 0 to 130.")
+        return age
+
+    def clean_chief_complaint(self):
+        complaint = self.cleaned_data["chief_complaint"].strip()
+        if not complaint:
+            raise forms.ValidationError("Enter the chief complaint.")
+        return complaint

@@ -1,0 +1,211 @@
+"""The offline demo engine: deterministic text from the case itself, when no LLM is set up.
+
+It is not an LLM and says so on everything it writes. It recognises a few common
+presentations from the chief complaint and fills the stage's shape with their classic
+and can't-miss differentials, so the workspace can be tried and tested without a model.
+"""
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from workflow.llm.base import Delta, LLMRequest, Usage
+
+LABEL = "offline demo engine — not an LLM"
+
+
+@dataclass(frozen=True)
+class Presentation:
+    name: str
+    keywords: tuple[str, ...]
+    classic: tuple[str, ...]
+    cant_miss: tuple[str, ...]
+    tests: tuple[str, ...]
+    red_flags: tuple[str, ...]
+    first_steps: tuple[str, ...]
+
+
+PRESENTATIONS = (
+    Presentation(
+        "chest pain",
+        ("chest pain", "chest tightness", "chest pressure"),
+        (
+            "musculoskeletal chest pain",
+            "gastro-oesophageal reflux",
+            "stable angina",
+            "pericarditis",
+        ),
+        (
+            "acute coronary syndrome",
+            "aortic dissection",
+            "pulmonary embolism",
+            "tension pneumothorax",
+        ),
+        (
+            "12-lead ECG within 10 minutes",
+            "high-sensitivity troponin at 0 and 1-3 h",
+            "chest X-ray",
+        ),
+        ("pain radiating to the back", "haemodynamic instability", "new neurological deficit"),
+        ("aspirin unless contraindicated", "continuous cardiac monitoring", "HEART score"),
+    ),
+    Presentation(
+        "shortness of breath",
+        ("shortness of breath", "breathless", "dyspnoea", "dyspnea"),
+        ("asthma or COPD exacerbation", "community-acquired pneumonia", "heart failure"),
+        ("pulmonary embolism", "tension pneumothorax", "acute coronary syndrome", "anaphylaxis"),
+        ("pulse oximetry and blood gas", "chest X-ray", "ECG", "D-dimer if PE is possible"),
+        ("SpO2 below 92 %", "silent chest", "inability to complete sentences"),
+        ("oxygen to target saturations", "Wells score for PE", "bronchodilators if wheeze"),
+    ),
+    Presentation(
+        "headache",
+        ("headache", "head pain", "migraine"),
+        ("migraine", "tension-type headache", "medication-overuse headache", "sinusitis"),
+        (
+            "subarachnoid haemorrhage",
+            "bacterial meningitis",
+            "giant cell arteritis",
+            "venous sinus thrombosis",
+        ),
+        (
+            "non-contrast CT head if thunderclap",
+            "ESR and CRP if over 50",
+            "lumbar puncture if CT negative",
+        ),
+        ("thunderclap onset", "fever with neck stiffness", "focal neurology", "papilloedema"),
+        ("analgesia and antiemetic", "neurological observations", "Ottawa SAH rule"),
+    ),
+    Presentation(
+        "abdominal pain",
+        ("abdominal pain", "abdo pain", "stomach pain", "epigastric"),
+        ("gastroenteritis", "biliary colic", "renal colic", "constipation"),
+        (
+            "appendicitis",
+            "ruptured abdominal aortic aneurysm",
+            "ectopic pregnancy",
+            "bowel perforation",
+        ),
+        (
+            "pregnancy test in anyone who could be pregnant",
+            "FBC, CRP, LFTs, lipase",
+            "urinalysis",
+            "ultrasound or CT by the leading diagnosis",
+        ),
+        ("peritonism", "hypotension", "pulsatile mass", "pain out of proportion to examination"),
+        (
+            "analgesia",
+            "nil by mouth until surgical review if peritonitic",
+            "fluid resuscitation if shocked",
+        ),
+    ),
+    Presentation(
+        "fever",
+        ("fever", "pyrexia", "febrile", "temperature"),
+        ("viral illness", "urinary tract infection", "respiratory tract infection", "cellulitis"),
+        ("sepsis", "bacterial meningitis", "neutropenic sepsis", "infective endocarditis"),
+        ("blood cultures before antibiotics", "FBC, CRP, lactate", "urinalysis", "chest X-ray"),
+        (
+            "lactate above 2 mmol/L",
+            "systolic BP below 100 mmHg",
+            "new confusion",
+            "non-blanching rash",
+        ),
+        ("sepsis screen", "antibiotics within one hour if sepsis is suspected", "fluids"),
+    ),
+    Presentation(
+        "syncope",
+        ("syncope", "collapse", "faint", "blackout"),
+        ("vasovagal syncope", "orthostatic hypotension", "situational syncope"),
+        ("cardiac arrhythmia", "aortic stenosis", "pulmonary embolism", "gastrointestinal bleed"),
+        ("12-lead ECG", "lying and standing blood pressure", "FBC", "glucose"),
+        ("syncope on exertion", "palpitations before the event", "family history of sudden death"),
+        ("cardiac monitoring if high risk", "Canadian Syncope Risk Score"),
+    ),
+)
+
+GENERIC = Presentation(
+    "undifferentiated presentation",
+    (),
+    (
+        "a common, self-limiting cause",
+        "an exacerbation of a known condition",
+        "a medication effect",
+    ),
+    ("sepsis", "an acute vascular event", "a metabolic emergency"),
+    ("a full set of observations", "FBC, U&E, CRP, glucose", "an ECG"),
+    ("abnormal vital signs", "new confusion", "severe or worsening pain"),
+    ("treat the symptoms", "review the full history again", "senior review if unclear"),
+)
+
+
+def presentation_for(complaint: str) -> Presentation:
+    complaint = complaint.lower()
+    return next((p for p in PRESENTATIONS if any(k in complaint for k in p.keywords)), GENERIC)
+
+
+def _bullets(items: tuple[str, ...]) -> str:
+    return "\n".join(f"- {item}" for item in items)
+
+
+def compose(stage_key: str | None, facts: list[tuple[str, str]]) -> str:
+    """The whole answer for a stage, in the tag format asked of a real model."""
+    fact = dict(facts)
+    complaint = fact.get("Chief complaint", "the presenting complaint")
+    complaint = complaint[:1].lower() + complaint[1:]
+    p = presentation_for(complaint)
+    age = f"{fact['Age']}-year-old" if "Age" in fact else ""
+    sex = fact.get("Sex", "").lower().replace("unknown", "")
+    who = " ".join(v for v in (age, sex) if v) or "patient"
+    known = "\n".join(f"- **{label}:** {value}" for label, value in facts) or "- (no details given)"
+    banner = (
+        f"_Written by the {LABEL}: a template from the case's own fields, not clinical advice._"
+    )
+    detailed = {
+        "summary": (
+            f"{banner}\n\n### Problem representation\n{who.capitalize()} presenting with "
+            f"{complaint}, read here as a {p.name}.\n\n### Findings in the case\n{known}\n\n"
+            "### Missing data that would matter\n- Onset, duration and tempo\n- Full vital signs\n"
+            "- Relevant past history and risk factors"
+        ),
+        "differential": (
+            f"{banner}\n\n### Most likely\n{_bullets(p.classic)}\n\n### Can't-miss diagnoses\n"
+            f"{_bullets(p.cant_miss)}\n\nEach can't-miss diagnosis stays on the list until a "
+            "finding or test excludes it."
+        ),
+        "diagnostics": f"{banner}\n\n### Tests, most urgent first\n{_bullets(p.tests)}",
+        "risk": (
+            f"{banner}\n\n### Red flags to look for\n{_bullets(p.red_flags)}\n\n### Disposition\n"
+            "Admit if any red flag is present; otherwise reassess after the first results."
+        ),
+        "management": f"{banner}\n\n### First steps\n{_bullets(p.first_steps)}",
+        "note": (
+            f"{banner}\n\n**Assessment:** {who} with {complaint}. Leading: {p.classic[0]}; "
+            f"must exclude {', '.join(p.cant_miss[:2])}.\n\n**Plan:**\n"
+            + "\n".join(f"{n}. {step}" for n, step in enumerate(p.tests[:2] + p.first_steps[:2], 1))
+        ),
+    }.get(stage_key or "", f"{banner}\n\nThe demo engine answers the workflow's stages only.")
+    summary = (
+        f"- {LABEL}\n- {who.capitalize()} with {complaint} ({p.name})\n"
+        f"- Leading: {p.classic[0]}\n- Must exclude: {', '.join(p.cant_miss[:2])}"
+    )
+    return f"<detailed>{detailed}</detailed>\n<summary>{summary}</summary>"
+
+
+class OfflineDemoEngine:
+    label = LABEL
+
+    def __init__(self, *, words_per_second: float) -> None:
+        self.delay = 1 / words_per_second if words_per_second > 0 else 0
+
+    async def stream(self, request: LLMRequest) -> AsyncIterator[Delta]:
+        text = compose(request.stage_key, request.case_facts)
+        words = text.split(" ")
+        for n, word in enumerate(words):
+            await asyncio.sleep(self.delay)
+            yield Delta(content=word if n == 0 else " " + word)
+        yield Delta(finish_reason="stop", usage=Usage(0, len(words)))
+
+    async def complete(self, request: LLMRequest) -> str:
+        text = compose(request.stage_key, request.case_facts)
+        return text.partition("<summary>")[2].removesuffix("</summary>")

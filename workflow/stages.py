@@ -1,0 +1,137 @@
+"""The stage catalogue: the six stages of clinical reasoning, their groups and prompts."""
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+OUTPUT_FORMAT = (
+    "Answer in exactly two parts. First your full reasoning inside <detailed>…</detailed>, "
+    "written in Markdown for a clinician. Then a concise summary of at most five short "
+    "bullet points inside <summary>…</summary>. Write nothing outside the two parts."
+)
+
+SYSTEM_PROMPT = (
+    "You are MedhastraAI, a clinical reasoning assistant working beside a licensed "
+    "clinician. Reason step by step from the case as given; name uncertainty, missing "
+    "data and the findings that would change your mind. Never invent results that are not "
+    "in the case. You support the clinician's judgement; you do not replace it."
+)
+
+
+@dataclass(frozen=True)
+class Stage:
+    key: str
+    title: str
+    group: str
+    purpose: str
+    instructions: str
+    needs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Group:
+    key: str
+    title: str
+    stage_keys: tuple[str, ...]
+
+
+_STAGE_LIST = (
+    Stage(
+        "summary",
+        "Problem representation",
+        "assessment",
+        "A one-line problem representation and the key findings.",
+        "Write the problem representation: one sentence with age, sex, the relevant risk "
+        "factors, the tempo and the key syndrome, in semantic qualifiers (acute/chronic, "
+        "unilateral/bilateral…). Then list the pertinent positives and negatives, and the "
+        "data that are missing and would matter most.",
+    ),
+    Stage(
+        "differential",
+        "Differential diagnosis",
+        "assessment",
+        "A ranked differential with the can't-miss diagnoses.",
+        "Give a ranked differential diagnosis of three to six conditions. For each: why it "
+        "fits (supporting findings), what argues against it (refuting findings) and a rough "
+        "likelihood. Then name separately the can't-miss diagnoses that must be excluded "
+        "even if unlikely, and what would exclude each.",
+        needs=("summary",),
+    ),
+    Stage(
+        "diagnostics",
+        "Diagnostic workup",
+        "workup",
+        "The tests to order and why.",
+        "Propose the diagnostic workup, most urgent first. For each test: which diagnosis "
+        "it confirms or excludes, how a result would change management, and whether it is "
+        "needed now or can wait. Avoid tests that would not change management.",
+        needs=("differential",),
+    ),
+    Stage(
+        "risk",
+        "Risk and disposition",
+        "workup",
+        "Red flags, risk stratification and disposition.",
+        "List the red flags present and absent. Stratify risk with a validated score where "
+        "one applies (name it, show the inputs you have and those you lack). Recommend a "
+        "disposition (discharge, observation, admission, intensive care) with the reason.",
+        needs=("differential",),
+    ),
+    Stage(
+        "management",
+        "Management plan",
+        "plan",
+        "The treatment plan.",
+        "Write the management plan: immediate actions, treatments with doses where standard, "
+        "monitoring, consultations, and what would make you escalate. Respect the listed "
+        "allergies and interactions with the current medications.",
+        needs=("differential", "risk"),
+    ),
+    Stage(
+        "note",
+        "Assessment and plan note",
+        "plan",
+        "An assessment-and-plan note for the chart.",
+        "Write an assessment-and-plan note a clinician could paste into the chart: a brief "
+        "assessment paragraph with the leading diagnosis and the differential, then a "
+        "numbered plan by problem. Plain clinical language, no headings beyond the note's own.",
+        needs=("management",),
+    ),
+)
+
+STAGES: dict[str, Stage] = {stage.key: stage for stage in _STAGE_LIST}
+
+GROUPS: dict[str, Group] = {
+    key: Group(key, title, tuple(s.key for s in _STAGE_LIST if s.group == key))
+    for key, title in (("assessment", "Assessment"), ("workup", "Workup"), ("plan", "Plan"))
+}
+
+
+def case_text(facts: Iterable[tuple[str, str]]) -> str:
+    return "\n".join(f"{label}: {value}" for label, value in facts)
+
+
+def stage_messages(
+    stage: Stage, facts: Iterable[tuple[str, str]], earlier: Iterable[tuple[Stage, str]]
+) -> list[dict[str, str]]:
+    """The chat messages that ask the model for one stage."""
+    parts = [f"# The case\n{case_text(facts)}"]
+    summaries = [f"## {s.title}\n{summary}" for s, summary in earlier]
+    if summaries:
+        parts.append("# Conclusions of the earlier stages\n" + "\n\n".join(summaries))
+    parts.append(f"# Your task: {stage.title}\n{stage.instructions}\n\n{OUTPUT_FORMAT}")
+    return [
+        {"role": "system", "content": SYSTEM_PROMPT},
+        {"role": "user", "content": "\n\n".join(parts)},
+    ]
+
+
+def summarising_messages(stage: Stage, reasoning: str) -> list[dict[str, str]]:
+    """Asks for the summary a model left out, from its own reasoning."""
+    return [
+        {"role": "system", "content": SYSTEM_PROMPT},
+        {
+            "role": "user",
+            "content": f"Summarise this {stage.title.lower()} for a clinician in at most five "
+            f"short bullet points. Reply with the bullets only.\n\n{reasoning}",
+        },
+    ]
