@@ -12,6 +12,7 @@ import uuid
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.utils import timezone
+from prometheus_client import Counter
 
 from streaming import broker
 from streaming.router import Coalescer, ContentRouter
@@ -21,6 +22,8 @@ from workflow.models import StageRun
 from workflow.stages import stage_messages, summarising_messages
 
 logger = logging.getLogger(__name__)
+
+FINISHED_RUNS = Counter("medhastra_stage_runs_total", "Stage runs finished.", ["status"])
 
 # The event loop keeps only weak references to tasks: these keep running runs alive.
 _running: set[asyncio.Task] = set()
@@ -89,4 +92,6 @@ async def _append(run: StageRun, texts: dict[str, str]) -> None:
 
 async def _set_status(run: StageRun, status: str, **fields) -> None:
     seq = await run.aset_status(status, **fields)
+    if run.finished:
+        FINISHED_RUNS.labels(status).inc()
     await broker.publish(run.group_name, {"seq": seq, "status": status, "final": run.finished})

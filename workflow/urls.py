@@ -11,4 +11,5 @@ urlpatterns = [
         "cases/<int:case_id>/stages/<str:stage_key>/events", views.stage_events, name="stage-events"
     ),
     path("healthz", views.healthz, name="healthz"),
+    path("metrics", views.metrics, name="metrics"),
 ]

@@ -5,6 +5,7 @@ from django.db import IntegrityError, connection
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from streaming.response import sse_response
 from workflow import runner
@@ -130,6 +131,11 @@ def _last_event_id(request) -> int | None:
         return int(request.headers.get("Last-Event-ID", ""))
     except ValueError:
         return None
+
+
+@require_GET
+def metrics(request):
+    return HttpResponse(generate_latest(), content_type=CONTENT_TYPE_LATEST)
 
 
 @require_GET

@@ -14,6 +14,7 @@ import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass, field
+from http import HTTPStatus
 from typing import Any
 
 WORDS = (
@@ -53,10 +54,6 @@ class Config:
     requests: list[dict[str, Any]] = field(default_factory=list)
 
 
-class DroppedConnection(Exception):
-    """Raised mid-response: the server closes the connection without finishing."""
-
-
 def answer(messages: list[dict[str, str]], words: int, *, summary: bool = True) -> str:
     """The deterministic answer to a conversation."""
     prompt = messages[-1]["content"] if messages else ""
@@ -82,82 +79,111 @@ def tokens(text: str) -> list[str]:
 
 
 class Simulator:
+    """A plain asyncio HTTP/1.1 server: a fault must be able to cut the socket itself."""
+
     def __init__(self, config: Config | None = None) -> None:
         self.config = config or Config()
 
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] == "lifespan":
-            return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        path, method = scope["path"], scope["method"]
-        if path == "/control" and method == "POST":
-            for key, value in json.loads(body or b"{}").items():
-                setattr(self.config, key, value)
-            return await _json(send, 200, {"ok": True})
-        if path == "/control":
-            return await _json(send, 200, asdict(self.config))
-        if path.endswith("/chat/completions") and method == "POST":
-            return await self._complete(json.loads(body), send)
-        return await _json(send, 404, {"error": {"message": "not found"}})
+    async def serve(self, host: str, port: int) -> None:
+        server = await asyncio.start_server(self._handle, host, port)
+        async with server:
+            await server.serve_forever()
 
-    async def _complete(self, request: dict[str, Any], send) -> None:
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            request_line = (await reader.readline()).decode()
+            method, path, _ = request_line.split(" ", 2)
+            length = 0
+            while (line := (await reader.readline()).decode().strip()) != "":
+                name, _, value = line.partition(":")
+                if name.lower() == "content-length":
+                    length = int(value)
+            body = json.loads(await reader.readexactly(length) or b"{}")
+            await self._respond(method, path, body, _Response(writer))
+            await writer.drain()
+            writer.close()
+        except (ConnectionError, ValueError, asyncio.IncompleteReadError):
+            writer.transport.abort()
+
+    async def _respond(self, method: str, path: str, body: dict, response: "_Response") -> None:
+        if path == "/control" and method == "POST":
+            for key, value in body.items():
+                setattr(self.config, key, value)
+            return response.json(200, {"ok": True})
+        if path == "/control":
+            return response.json(200, asdict(self.config))
+        if path.endswith("/chat/completions") and method == "POST":
+            return await self._complete(body, response)
+        return response.json(404, {"error": {"message": "not found"}})
+
+    async def _complete(self, request: dict[str, Any], response: "_Response") -> None:
         config = self.config
         config.requests.append(request)
         fault = config.faults.pop(0) if config.faults else ""
         await asyncio.sleep(config.ttft)
         if fault in ("429", "500"):
-            headers = [(b"retry-after", b"1")] if fault == "429" else []
+            headers = {"Retry-After": "1"} if fault == "429" else {}
             message = "rate limited" if fault == "429" else "simulated server error"
-            return await _json(send, int(fault), {"error": {"message": message}}, headers)
+            return response.json(int(fault), {"error": {"message": message}}, headers)
         text = answer(request["messages"], config.words, summary=fault != "nosummary")
         model = request.get("model", "simulator")
         if not request.get("stream"):
-            return await _json(send, 200, _completion(model, text))
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [(b"content-type", b"text/event-stream")],
-            }
-        )
+            return response.json(200, _completion(model, text))
+        response.start(200, {"Content-Type": "text/event-stream"})
         kind, _, at = fault.partition("@")
-        pieces = tokens(text)
+        pieces = [("content", piece) for piece in tokens(text)]
         if kind == "thinking":
-            pieces = [("reasoning_content", p) for p in tokens("Thinking it over first.")] + [
-                ("content", p) for p in pieces
-            ]
-        else:
-            pieces = [("content", p) for p in pieces]
+            pieces = [("reasoning_content", p) for p in tokens("Thinking it over first.")] + pieces
         for n, (name, piece) in enumerate(pieces):
-            if kind in ("drop", "stall") and n == int(at):
-                if kind == "drop":
-                    raise DroppedConnection
+            if kind == "drop" and n == int(at):
+                return response.abort()
+            if kind == "stall" and n == int(at):
                 await asyncio.Event().wait()
-            await _chunk(send, model, {name: piece})
+            response.event(_chunk(model, {name: piece}))
+            await response.drain()
             await asyncio.sleep(1 / config.tps)
-        await _chunk(send, model, {}, finish_reason="stop")
+        response.event(_chunk(model, {}, finish_reason="stop"))
         usage = {
             "prompt_tokens": len(str(request["messages"])) // 4,
             "completion_tokens": len(pieces),
             "total_tokens": 0,
         }
-        await _event(
-            send,
-            {
-                "id": "sim",
-                "object": "chat.completion.chunk",
-                "created": 0,
-                "model": model,
-                "choices": [],
-                "usage": usage,
-            },
-        )
-        await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
+        response.event({**_chunk(model, {}), "choices": [], "usage": usage})
+        response.chunk(b"data: [DONE]\n\n")
+        response.chunk(b"")
+
+
+class _Response:
+    """Chunked HTTP/1.1 responses: a cut before the last chunk is an error to the client."""
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self.writer = writer
+
+    def start(self, status: int, headers: dict[str, str]) -> None:
+        lines = [
+            f"HTTP/1.1 {status} {HTTPStatus(status).phrase}",
+            "Connection: close",
+            "Transfer-Encoding: chunked",
+            *(f"{k}: {v}" for k, v in headers.items()),
+        ]
+        self.writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+
+    def chunk(self, data: bytes) -> None:
+        self.writer.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+
+    def event(self, payload: dict[str, Any]) -> None:
+        self.chunk(f"data: {json.dumps(payload)}\n\n".encode())
+
+    def json(self, status: int, payload: dict[str, Any], headers: dict | None = None) -> None:
+        self.start(status, {"Content-Type": "application/json", **(headers or {})})
+        self.chunk(json.dumps(payload).encode())
+        self.chunk(b"")
+
+    async def drain(self) -> None:
+        await self.writer.drain()
+
+    def abort(self) -> None:
+        self.writer.transport.abort()
 
 
 def _completion(model: str, text: str) -> dict[str, Any]:
@@ -173,30 +199,11 @@ def _completion(model: str, text: str) -> dict[str, Any]:
     }
 
 
-async def _chunk(send, model: str, delta: dict[str, str], finish_reason: str | None = None):
-    await _event(
-        send,
-        {
-            "id": "sim",
-            "object": "chat.completion.chunk",
-            "created": 0,
-            "model": model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
-        },
-    )
-
-
-async def _event(send, payload: dict[str, Any]) -> None:
-    data = f"data: {json.dumps(payload)}\n\n".encode()
-    await send({"type": "http.response.body", "body": data, "more_body": True})
-
-
-async def _json(send, status: int, payload: dict[str, Any], headers=()) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", b"application/json"), *headers],
-        }
-    )
-    await send({"type": "http.response.body", "body": json.dumps(payload).encode()})
+def _chunk(model: str, delta: dict[str, str], finish_reason: str | None = None) -> dict[str, Any]:
+    return {
+        "id": "sim",
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+    }

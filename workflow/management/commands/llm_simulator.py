@@ -1,5 +1,5 @@
-from daphne.endpoints import build_endpoint_description_strings
-from daphne.server import Server
+import asyncio
+
 from django.core.management.base import BaseCommand
 
 from workflow.llm.simulator import Config, Simulator
@@ -25,7 +25,4 @@ class Command(BaseCommand):
         config = Config(ttft=ttft, tps=tps, words=words, faults=fault)
         self.stdout.write(f"LLM simulator on http://{host}:{port}/v1", ending="\n")
         self.stdout.flush()
-        Server(
-            application=Simulator(config),
-            endpoints=build_endpoint_description_strings(host=host, port=port),
-        ).run()
+        asyncio.run(Simulator(config).serve(host, port))

@@ -1,0 +1,178 @@
+"""Shared fixtures: clinicians, cases, and the real processes the suite talks to.
+
+`server` is Daphne serving the app in a subprocess on the test database, wired to
+`simulator`, an OpenAI-compatible LLM simulator in another subprocess; tests reach both
+over real HTTP. Tests that use the server need committed data: `transactional_db`.
+"""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+import httpx
+import pytest
+from django.conf import settings
+from django.db import connection
+from django.test import Client
+
+from workflow.models import ClinicalCase
+
+ROOT = Path(__file__).resolve().parent.parent
+# Playwright's sync API keeps an event loop in the test thread; the ORM calls the tests
+# make between browser steps are still plain synchronous code.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args} exited with {process.returncode}")
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def _test_database_url() -> str:
+    db = connection.settings_dict
+    host = quote(db["HOST"] or db["OPTIONS"].get("host", ""), safe="")
+    port = f":{db['PORT']}" if db["PORT"] else ""
+    return f"postgresql://{db['USER']}@{host}{port}/{db['NAME']}"
+
+
+class Simulator:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.base_url = f"{url}/v1"
+
+    def configure(self, **config) -> None:
+        httpx.post(f"{self.url}/control", json=config).raise_for_status()
+
+    def reset(self) -> None:
+        self.configure(ttft=0.05, tps=200.0, words=60, faults=[], requests=[])
+
+    def state(self) -> dict:
+        """The simulator's settings and the requests it received."""
+        return httpx.get(f"{self.url}/control").json()
+
+    def requests(self) -> list[dict]:
+        return self.state()["requests"]
+
+
+def _start(args: list[str], env: dict[str, str], url: str) -> subprocess.Popen:
+    process = subprocess.Popen(args, cwd=ROOT, env={**os.environ, **env})
+    wait_until_up(url, process)
+    return process
+
+
+def _stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+@pytest.fixture(scope="session")
+def simulator_process(django_db_setup):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {"DATABASE_URL": _test_database_url()}
+    args = [sys.executable, "manage.py", "llm_simulator", "--port", str(port)]
+    process = _start(args, env, f"{url}/control")
+    yield Simulator(url)
+    _stop(process)
+
+
+@pytest.fixture
+def simulator(simulator_process):
+    simulator_process.reset()
+    return simulator_process
+
+
+@pytest.fixture(scope="session")
+def server_url(simulator_process, django_db_setup):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {
+        "DATABASE_URL": _test_database_url(),
+        "LLM_BASE_URL": simulator_process.base_url,
+        "LLM_API_KEY": "test-key",
+        "LLM_MODEL": "simulator",
+        "STREAM_HEARTBEAT_INTERVAL": "1",
+        "DEBUG": "true",
+    }
+    args = [
+        sys.executable,
+        "-m",
+        "daphne",
+        "-b",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "medhastra.asgi:application",
+    ]
+    process = _start(args, env, f"{url}/healthz")
+    yield url
+    _stop(process)
+
+
+@pytest.fixture
+def server(server_url, simulator, transactional_db):
+    """The app over HTTP, with a fresh simulator and committed test data."""
+    return server_url
+
+
+@pytest.fixture
+def alice(django_user_model):
+    return django_user_model.objects.create_user("alice", password="alice-password-1")
+
+
+@pytest.fixture
+def bob(django_user_model):
+    return django_user_model.objects.create_user("bob", password="bob-password-1")
+
+
+@pytest.fixture
+def case(alice):
+    return ClinicalCase.objects.create(
+        owner=alice,
+        age=58,
+        sex="male",
+        chief_complaint="Chest pain for 2 hours",
+        vitals="HR 104, BP 150/90",
+    )
+
+
+@pytest.fixture
+def alice_client(alice) -> Client:
+    client = Client()
+    client.force_login(alice)
+    return client
+
+
+@pytest.fixture
+def alice_http(server, alice):
+    """An HTTP client logged in as alice against the real server, CSRF cookie included."""
+    django_client = Client()
+    django_client.force_login(alice)
+    cookies = {
+        settings.SESSION_COOKIE_NAME: django_client.cookies[settings.SESSION_COOKIE_NAME].value
+    }
+    with httpx.Client(base_url=server, cookies=cookies, timeout=30) as http:
+        http.get("/cases/new/").raise_for_status()  # sets the CSRF cookie
+        http.headers["X-CSRFToken"] = http.cookies["csrftoken"]
+        yield http

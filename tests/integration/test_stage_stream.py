@@ -1,0 +1,137 @@
+"""A stage run through the real openai SDK against the simulator, read as a client would."""
+
+import time
+
+import pytest
+
+from tests.streams import follow, squash
+from workflow.llm.simulator import answer
+from workflow.models import StageRun
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _run(http, case, key="summary"):
+    response = http.post(f"/cases/{case.pk}/stages/{key}/run", headers={"HX-Request": "true"})
+    assert response.status_code == 200
+    return f"/cases/{case.pk}/stages/{key}/events"
+
+
+def _expected(simulator) -> tuple[str, str]:
+    """The reasoning and summary the simulator sent for its last stage request."""
+    state = simulator.state()
+    text = answer(state["requests"][-1]["messages"], words=state["words"])
+    reasoning = text.split("<detailed>")[1].split("</detailed>")[0]
+    summary = text.split("<summary>")[1].split("</summary>")[0]
+    return reasoning, summary
+
+
+def test_it_streams_the_reasoning_and_the_summary(alice_http, case, simulator):
+    simulator.configure(tps=100)
+    view, _ = follow(alice_http, _run(alice_http, case))
+
+    reasoning, summary = _expected(simulator)
+    assert view.names[0] == "snapshot"
+    assert view.names.count("delta") >= 5
+    assert view.names[-1] == "done"
+    assert squash(view.reasoning) == squash(reasoning)
+    assert squash(view.summary) == squash(summary)
+    run = StageRun.objects.get(case=case, stage_key="summary")
+    assert run.status == "complete"
+    assert (run.reasoning, run.summary) == (reasoning, summary)
+    assert run.engine == "simulator at " + simulator.base_url
+    assert run.completion_tokens > 0
+    assert run.first_token_at is not None and run.finished_at >= run.first_token_at
+
+
+def test_its_events_have_increasing_ids_and_the_sse_headers(alice_http, case, simulator):
+    url = _run(alice_http, case)
+    with alice_http.stream("GET", url) as response:
+        assert response.headers["cache-control"] == "no-cache"
+        assert response.headers["x-accel-buffering"] == "no"
+    view, parser = follow(alice_http, url)
+    ids = [int(event.id) for event in view.events]
+    assert ids == sorted(ids)
+    assert parser.retry == 1000
+
+
+def test_the_prompt_holds_the_case(alice_http, case, simulator):
+    follow(alice_http, _run(alice_http, case))
+    prompt = simulator.requests()[-1]["messages"][-1]["content"]
+    assert "Chest pain for 2 hours" in prompt
+    assert "<detailed>" in prompt and "<summary>" in prompt
+
+
+def test_a_reconnect_with_last_event_id_loses_and_repeats_nothing(alice_http, case, simulator):
+    simulator.configure(tps=40, words=80)
+    url = _run(alice_http, case)
+    first, _ = follow(alice_http, url, stop_after=6)
+    assert first.reasoning, "some text arrived before the hang-up"
+    time.sleep(0.5)  # generation goes on while nobody watches
+
+    view, _ = follow(alice_http, url, first, last_event_id=first.events[-1].id)
+
+    reasoning, summary = _expected(simulator)
+    assert squash(view.reasoning) == squash(reasoning)
+    assert squash(view.summary) == squash(summary)
+
+
+def test_a_reconnect_that_saw_everything_gets_only_done(alice_http, case, simulator):
+    url = _run(alice_http, case)
+    view, _ = follow(alice_http, url)
+    again, _ = follow(alice_http, url, last_event_id=view.events[-1].id)
+    assert again.names == ["done"]
+
+
+def test_closing_the_stream_does_not_stop_generation(alice_http, case, simulator):
+    simulator.configure(tps=50)
+    follow(alice_http, _run(alice_http, case), stop_after=2)
+    deadline = time.monotonic() + 20
+    while StageRun.objects.get(case=case).status != "complete":
+        assert time.monotonic() < deadline, "the run did not finish without a watcher"
+        time.sleep(0.2)
+    reasoning, _ = _expected(simulator)
+    assert StageRun.objects.get(case=case).reasoning == reasoning
+
+
+def test_an_idle_stream_sends_heartbeats(alice_http, case, simulator):
+    simulator.configure(ttft=2.5)
+    _, parser = follow(alice_http, _run(alice_http, case))
+    assert "heartbeat" in parser.comments
+
+
+def test_a_disconnect_frees_the_stream(alice_http, case, simulator):
+    simulator.configure(tps=20)
+    url = _run(alice_http, case)
+    follow(alice_http, url, stop_after=2)
+    deadline = time.monotonic() + 10
+    while "medhastra_open_event_streams 0.0" not in alice_http.get("/metrics").text:
+        assert time.monotonic() < deadline, "the closed stream is still held by the server"
+        time.sleep(0.1)
+
+
+def test_a_missing_summary_is_asked_for_separately(alice_http, case, simulator):
+    simulator.configure(faults=["nosummary"])
+    view, _ = follow(alice_http, _run(alice_http, case))
+    summarising = simulator.requests()[-1]["messages"][-1]["content"]
+    assert summarising.startswith("Summarise this problem representation")
+    assert squash(view.summary) == answer(simulator.requests()[-1]["messages"], words=60)
+
+
+def test_the_models_separate_thinking_is_kept_apart(alice_http, case, simulator):
+    simulator.configure(faults=["thinking"])
+    view, _ = follow(alice_http, _run(alice_http, case))
+    run = StageRun.objects.get(case=case)
+    assert run.thinking == "Thinking it over first."
+    assert "Thinking it over" not in view.reasoning
+
+
+def test_a_dropped_provider_connection_keeps_the_text_and_says_so(alice_http, case, simulator):
+    simulator.configure(faults=["drop@30"])
+    view, _ = follow(alice_http, _run(alice_http, case))
+    run = StageRun.objects.get(case=case)
+    assert run.status == "error"
+    assert run.error_code == "connection_lost"
+    assert run.reasoning and squash(view.reasoning) == squash(run.reasoning)
+    assert "The connection to the AI provider was lost." in view.events[-1].data
+    assert "Traceback" not in view.events[-1].data
