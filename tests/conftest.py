@@ -176,3 +176,13 @@ def alice_http(server, alice):
         http.get("/cases/new/").raise_for_status()  # sets the CSRF cookie
         http.headers["X-CSRFToken"] = http.cookies["csrftoken"]
         yield http
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """In CI a browser test may not be skipped: what a clinician sees must be checked."""
+    report = yield
+    if os.environ.get("CI") and report.skipped and item.get_closest_marker("browser"):
+        report.outcome = "failed"
+        report.longrepr = f"Browser test skipped in CI: {report.longrepr}"
+    return report

@@ -1,0 +1,89 @@
+"""A clinician logs in, enters a case and watches a stage stream, in Chromium."""
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser.conftest import log_in
+from tests.streams import squash
+from workflow.llm.simulator import answer
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def _grows(locator, observations: int = 4) -> list[int]:
+    """The lengths of the text seen over several observations while it streams."""
+    lengths = []
+    for _ in range(observations):
+        locator.page.wait_for_timeout(400)
+        lengths.append(len(locator.inner_text()))
+    return lengths
+
+
+def _new_case(page) -> None:
+    page.get_by_role("link", name="New case").first.click()
+    page.get_by_label("Age").fill("58")
+    page.get_by_label("Sex").select_option("male")
+    page.get_by_label("Chief complaint").fill("Chest pain for 2 hours")
+    page.get_by_label("Vitals").fill("HR 104, BP 150/90")
+    page.get_by_role("button", name="Create case").click()
+    expect(
+        page.get_by_role("heading", name="58-year-old male: Chest pain for 2 hours")
+    ).to_be_visible()
+
+
+def test_it_streams_the_reasoning_and_the_summary(page, alice, simulator):
+    simulator.configure(tps=25, words=90)
+    log_in(page, "alice", "alice-password-1")
+    _new_case(page)
+
+    page.locator("[data-action=run-stage][data-stage-key=summary]").click()
+    step = page.locator("li[data-stage-key=summary]")
+    expect(step).to_have_attribute("data-status", "running")
+    reasoning = page.locator("[data-reasoning=summary]")
+    lengths = _grows(reasoning)
+    assert lengths == sorted(lengths) and lengths[-1] > lengths[0] > 0, lengths
+
+    expect(step).to_have_attribute("data-status", "complete", timeout=30_000)
+    state = simulator.state()
+    text = answer(state["requests"][-1]["messages"], state["words"])
+    expected = text.split("<detailed>")[1].split("</detailed>")[0]
+    assert squash(reasoning.inner_text()) == squash(expected)
+    bubble = page.locator("[data-chat-message][data-role=assistant]")
+    expect(bubble.locator("[data-summary=summary]")).to_contain_text("Simulated summary")
+    expect(page.locator("#reasoning-summary .run-meta")).to_contain_text("first token")
+    expect(page.locator("#reasoning-summary .typing")).to_have_count(0)
+
+
+def test_a_reload_mid_stream_continues_without_duplicates(page, alice, simulator):
+    simulator.configure(tps=20, words=120)
+    log_in(page, "alice", "alice-password-1")
+    _new_case(page)
+    page.locator("[data-action=run-stage][data-stage-key=summary]").click()
+    reasoning = page.locator("[data-reasoning=summary]")
+    expect(reasoning).to_contain_text("Simulated reasoning")
+    page.wait_for_timeout(1500)
+    before = squash(reasoning.inner_text())
+
+    page.reload()
+    after_reload = squash(reasoning.inner_text())
+    assert after_reload.startswith(before)
+    lengths = _grows(reasoning, 3)
+    assert lengths[-1] > lengths[0], "the stream goes on after the reload"
+
+    step = page.locator("li[data-stage-key=summary]")
+    expect(step).to_have_attribute("data-status", "complete", timeout=30_000)
+    state = simulator.state()
+    text = answer(state["requests"][-1]["messages"], state["words"])
+    expected = text.split("<detailed>")[1].split("</detailed>")[0]
+    assert squash(reasoning.inner_text()) == squash(expected)
+    expect(page.locator("[data-summary=summary]")).to_have_count(1)
+
+
+def test_a_stage_that_needs_an_earlier_one_says_so(page, alice, simulator):
+    log_in(page, "alice", "alice-password-1")
+    _new_case(page)
+    page.locator("[data-action=run-stage][data-stage-key=differential]").click()
+    expect(
+        page.get_by_role("status").filter(has_text="Run Problem representation first")
+    ).to_be_visible()
+    expect(page.locator("li[data-stage-key=differential]")).to_have_attribute("data-status", "idle")
