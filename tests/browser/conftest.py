@@ -17,7 +17,9 @@ CHROMIUM_FLAGS = [
 expect.set_options(timeout=20_000)
 
 
-@pytest.fixture(scope="session")
+# Per module: Playwright's sync API keeps an event loop running in the test thread while
+# it is open, and tests outside this folder need that thread free for asyncio.run().
+@pytest.fixture(scope="module")
 def browser():
     executable = shutil.which("chromium")
     if executable is None:

@@ -180,14 +180,16 @@ def compose(stage_key: str | None, facts: list[tuple[str, str]]) -> str:
         ),
         "management": f"{banner}\n\n### First steps\n{_bullets(p.first_steps)}",
         "note": (
-            f"{banner}\n\n**Assessment:** {who} with {complaint}. Leading: {p.classic[0]}; "
-            f"must exclude {', '.join(p.cant_miss[:2])}.\n\n**Plan:**\n"
+            f"{banner}\n\n**Assessment:** {who} with {complaint}. Must exclude first: "
+            f"{', '.join(p.cant_miss[:2])}; common alternatives: {', '.join(p.classic[:2])}."
+            "\n\n**Plan:**\n"
             + "\n".join(f"{n}. {step}" for n, step in enumerate(p.tests[:2] + p.first_steps[:2], 1))
         ),
     }.get(stage_key or "", f"{banner}\n\nThe demo engine answers the workflow's stages only.")
     summary = (
         f"- {LABEL}\n- {who.capitalize()} with {complaint} ({p.name})\n"
-        f"- Leading: {p.classic[0]}\n- Must exclude: {', '.join(p.cant_miss[:2])}"
+        f"- Must exclude first: {', '.join(p.cant_miss[:2])}\n"
+        f"- Common alternatives: {', '.join(p.classic[:2])}"
     )
     return f"<detailed>{detailed}</detailed>\n<summary>{summary}</summary>"
 
