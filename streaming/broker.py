@@ -1,8 +1,9 @@
 """Fan-out of a run's events over the channel layer, with Postgres as the truth.
 
-A follower subscribes first, then reads the snapshot, then forwards live messages whose
-`seq` is above it: no gap and no duplicate. Channel layers deliver at most once, so a
-skipped seq means a message was dropped and the follower reads a fresh snapshot.
+A follower subscribes first, then reads the snapshot, then forwards the live deltas whose
+`seq` follows it: no gap and no duplicate. Any other change (a status, a new run in a
+group), and any skipped seq (channel layers deliver at most once), makes the follower
+read a fresh snapshot instead, so what it sends is always what Postgres holds.
 """
 
 import asyncio
@@ -19,32 +20,35 @@ class Snapshot(Protocol):
 
 
 @dataclass(frozen=True)
-class Live:
-    """A message published by the run: its `seq`, `final` and payload."""
+class Delta:
+    """Text appended by the run: forwarded as it is, since it follows what was sent."""
 
-    message: dict[str, Any]
-
-    @property
-    def seq(self) -> int:
-        return self.message["seq"]
-
-    @property
-    def final(self) -> bool:
-        return bool(self.message.get("final"))
+    seq: int
+    id: Any
+    texts: dict[str, str]
 
 
 HEARTBEAT = object()
 
 
-async def publish(group: str, message: dict[str, Any]) -> None:
-    """Send a message (with an increasing `seq`) to everyone following `group`."""
+async def publish_delta(group: str, seq: int, id: Any, texts: dict[str, str]) -> None:
+    """Appended text, persisted with this `seq`."""
+    await _send(group, {"seq": seq, "id": id, "texts": texts})
+
+
+async def publish_change(group: str, seq: int) -> None:
+    """Any other change, persisted with this `seq`: followers re-read the snapshot."""
+    await _send(group, {"seq": seq})
+
+
+async def _send(group: str, message: dict[str, Any]) -> None:
     await get_channel_layer().group_send(group, {"type": "run.event", **message})
 
 
 async def follow[S: Snapshot](
     group: str, load_snapshot: Callable[[], Awaitable[S]], *, heartbeat: float
-) -> AsyncIterator[S | Live | object]:
-    """Yield the snapshot, then live messages in seq order, HEARTBEAT when idle."""
+) -> AsyncIterator[S | Delta | object]:
+    """Yield snapshots and deltas in seq order until a snapshot is finished; HEARTBEAT when idle."""
     layer = get_channel_layer()
     channel = await layer.new_channel()
     await layer.group_add(group, channel)
@@ -60,14 +64,12 @@ async def follow[S: Snapshot](
             if not done:
                 yield HEARTBEAT
                 continue
-            live, receiving = Live(receiving.result()), None
-            if live.seq <= seq:
+            message, receiving = receiving.result(), None
+            if message["seq"] <= seq:
                 continue
-            if live.seq == seq + 1:
-                seq = live.seq
-                yield live
-                if live.final:
-                    return
+            if message["seq"] == seq + 1 and "texts" in message:
+                seq = message["seq"]
+                yield Delta(seq, message["id"], message["texts"])
                 continue
             snapshot = await load_snapshot()
             seq = snapshot.seq

@@ -76,6 +76,21 @@ class ContentRouter:
 
 
 @dataclass
+class PlainRouter:
+    """For untagged output (a chat reply): all content goes to one channel."""
+
+    channel: str
+
+    def feed(self, text: str, *, thinking: bool = False) -> list[tuple[str, str]]:
+        if not text:
+            return []
+        return [(THINKING if thinking else self.channel, text)]
+
+    def close(self) -> list[tuple[str, str]]:
+        return []
+
+
+@dataclass
 class Coalescer:
     """Gathers routed pieces so the runner persists and publishes once per interval."""
 

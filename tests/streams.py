@@ -10,7 +10,8 @@ import httpx
 from streaming.sse import Event, Parser
 
 _DELTA = re.compile(
-    r'<div hx-swap-oob="beforeend:#(?P<channel>\w+)-text-\d+"><span>(?P<text>.*?)</span></div>',
+    r'<div hx-swap-oob="beforeend:#(?:stage-run|chat-message)-\d+-(?P<channel>\w+)">'
+    r"<span>(?P<text>.*?)</span></div>",
     re.S,
 )
 

@@ -2,6 +2,8 @@ from django.contrib import admin
 
 from workflow.models import ChatMessage, ClinicalCase, StageRun, WorkflowRun
 
+GENERATION_TIMES = ["queued_at", "started_at", "first_token_at", "finished_at"]
+
 
 class StageRunInline(admin.TabularInline):
     model = StageRun
@@ -26,31 +28,25 @@ class WorkflowRunAdmin(admin.ModelAdmin):
     list_display = ["id", "case", "group_key", "created_at", "finished_at"]
     list_filter = ["group_key"]
     raw_id_fields = ["case"]
+    inlines = [StageRunInline]
 
 
 @admin.register(StageRun)
 class StageRunAdmin(admin.ModelAdmin):
-    list_display = [
-        "id",
-        "case",
-        "stage_key",
-        "status",
-        "engine",
-        "queued_at",
-        "time_to_first_token",
-        "duration",
-        "completion_tokens",
-        "error_code",
-    ]
+    list_display = ["id", "case", "stage_key", "status", "engine", "queued_at",
+                    "time_to_first_token", "duration", "completion_tokens",
+                    "error_code"]  # fmt: skip
     list_filter = ["status", "stage_key", "engine", "error_code"]
     search_fields = ["case__chief_complaint", "error_message"]
     date_hierarchy = "queued_at"
     raw_id_fields = ["case", "workflow_run"]
-    readonly_fields = ["seq", "queued_at", "started_at", "first_token_at", "finished_at"]
+    readonly_fields = ["seq", *GENERATION_TIMES, "inputs"]
 
 
 @admin.register(ChatMessage)
 class ChatMessageAdmin(admin.ModelAdmin):
-    list_display = ["id", "case", "role", "stage_run", "created_at"]
-    list_filter = ["role"]
-    raw_id_fields = ["case", "stage_run"]
+    list_display = ["id", "case", "role", "status", "engine", "queued_at", "error_code"]
+    list_filter = ["role", "status", "error_code"]
+    search_fields = ["content"]
+    raw_id_fields = ["case"]
+    readonly_fields = ["seq", *GENERATION_TIMES]

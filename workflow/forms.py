@@ -46,3 +46,13 @@ class ClinicalCaseForm(forms.ModelForm):
         if not complaint:
             raise forms.ValidationError("Enter the chief complaint.")
         return complaint
+
+
+class ChatForm(forms.Form):
+    message = forms.CharField(max_length=4000, strip=True)
+
+    def clean_message(self):
+        message = self.cleaned_data["message"]
+        if not message:
+            raise forms.ValidationError("Type a question first.")
+        return message

@@ -1,17 +1,47 @@
+from itertools import chain
+
 from django.conf import settings
-from django.db import models
+from django.db import models, transaction
 from django.db.models import F, Q, Value
-from django.db.models.functions import Concat
+from django.db.models.functions import Coalesce, Concat, Greatest
 from django.urls import reverse
 from django.utils import timezone
 
-from workflow.stages import GROUPS, STAGES, Stage
+from workflow.stages import RUNNABLE_GROUPS, STAGES, Stage
+
+
+class Status(models.TextChoices):
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETE = "complete"
+    ERROR = "error"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
+    STALE = "stale"
+
+
+ACTIVE = (Status.QUEUED, Status.RUNNING)
+
+
+class CannotStart(Exception):
+    """Why a run cannot start now, in words for the clinician."""
 
 
 class ClinicalCaseQuerySet(models.QuerySet):
     def visible_to(self, user) -> "ClinicalCaseQuerySet":
         """The cases a user may see: their own."""
         return self.filter(owner=user) if user.is_authenticated else self.none()
+
+    def with_last_activity(self) -> "ClinicalCaseQuerySet":
+        """Annotated with `last_activity`: the last edit, stage run or chat message."""
+
+        def newest(model):
+            rows = model.objects.filter(case=models.OuterRef("pk")).order_by("-queued_at")
+            return Coalesce(models.Subquery(rows.values("queued_at")[:1]), "updated_at")
+
+        return self.annotate(
+            last_activity=Greatest("updated_at", newest(StageRun), newest(ChatMessage))
+        ).order_by("-last_activity")
 
 
 class ClinicalCase(models.Model):
@@ -39,6 +69,9 @@ class ClinicalCase(models.Model):
 
     objects = ClinicalCaseQuerySet.as_manager()
 
+    FIELDS = ["age", "sex", "chief_complaint", "history", "medications", "allergies", "vitals",
+              "exam", "results", "question"]  # fmt: skip
+
     class Meta:
         ordering = ["-updated_at"]
         indexes = [models.Index(fields=["owner", "-updated_at"])]
@@ -52,89 +85,125 @@ class ClinicalCase(models.Model):
 
     def facts(self) -> list[tuple[str, str]]:
         """The filled-in fields as (label, value), in form order."""
-        names = [
-            "age",
-            "sex",
-            "chief_complaint",
-            "history",
-            "medications",
-            "allergies",
-            "vitals",
-            "exam",
-            "results",
-            "question",
-        ]
         facts = []
-        for name in names:
-            value = getattr(self, name)
-            if name == "sex":
-                value = self.get_sex_display()
+        for name in self.FIELDS:
+            value = self.get_sex_display() if name == "sex" else getattr(self, name)
             if value not in (None, ""):
                 facts.append((self._meta.get_field(name).verbose_name.capitalize(), str(value)))
         return facts
+
+    def runs_by_stage(self) -> dict[str, list["StageRun"]]:
+        """Every run of each stage, newest first."""
+        runs: dict[str, list[StageRun]] = {key: [] for key in STAGES}
+        for run in self.stage_runs.order_by("-queued_at", "-id"):
+            runs[run.stage_key].append(run)
+        return runs
 
     def latest_runs(self) -> dict[str, "StageRun"]:
         """The most recent run of each stage that has one."""
         runs = self.stage_runs.order_by("stage_key", "-queued_at", "-id").distinct("stage_key")
         return {run.stage_key: run for run in runs}
 
-    def earlier_summaries(self, stage: Stage) -> list[tuple[Stage, str]]:
-        """The summaries of the completed stages that come before `stage`."""
+    def completed_runs(self, before: Stage | None = None) -> list["StageRun"]:
+        """The latest complete run of each stage (before `before`), in workflow order."""
         latest = self.latest_runs()
         keys = list(STAGES)
+        if before is not None:
+            keys = keys[: keys.index(before.key)]
         return [
-            (STAGES[key], latest[key].summary)
-            for key in keys[: keys.index(stage.key)]
-            if key in latest and latest[key].status == StageRun.Status.COMPLETE
+            latest[key] for key in keys if key in latest and latest[key].status == Status.COMPLETE
         ]
 
-    def missing_for(self, stage: Stage) -> list[Stage]:
-        """The stages `stage` needs that have not completed."""
+    def missing_for(self, stage_keys: tuple[str, ...]) -> list[Stage]:
+        """What running these stages in order needs that is not complete beforehand."""
         latest = self.latest_runs()
+        needed = dict.fromkeys(need for key in stage_keys for need in STAGES[key].needs)
         return [
             STAGES[key]
-            for key in stage.needs
-            if key not in latest or latest[key].status != StageRun.Status.COMPLETE
+            for key in needed
+            if key not in stage_keys
+            and (key not in latest or latest[key].status != Status.COMPLETE)
         ]
 
+    @transaction.atomic
+    def start_stage_runs(self, stage_keys: tuple[str, ...], group_key: str | None = None):
+        """Queue runs of these stages (in a group run if `group_key`), for the runner.
 
-class WorkflowRun(models.Model):
-    """A group of stages run in order by one request."""
+        Returns the new stage runs and the group run, or raises CannotStart.
+        """
+        missing = self.missing_for(stage_keys)
+        if missing:
+            names = " and ".join(stage.title for stage in missing)
+            raise CannotStart(f"Run {names} first: {STAGES[stage_keys[0]].title} builds on it.")
+        busy = self.stage_runs.filter(stage_key__in=stage_keys, status__in=ACTIVE).first()
+        if busy:
+            raise CannotStart(f"{busy.stage.title} is already running.")
+        workflow = WorkflowRun.objects.create(case=self, group_key=group_key) if group_key else None
+        runs = []
+        for key in stage_keys:
+            self.mark_stale_after(key)
+            runs.append(StageRun.objects.create(case=self, stage_key=key, workflow_run=workflow))
+        return runs, workflow
 
-    case = models.ForeignKey(ClinicalCase, on_delete=models.CASCADE, related_name="workflow_runs")
-    group_key = models.CharField(max_length=20, choices=[(g.key, g.title) for g in GROUPS.values()])
-    created_at = models.DateTimeField(auto_now_add=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
+    @transaction.atomic
+    def ask(self, question: str) -> tuple["ChatMessage", "ChatMessage"]:
+        """The clinician's question and the queued reply, or CannotStart."""
+        if self.chat_messages.filter(status__in=ACTIVE).exists():
+            raise CannotStart("Wait for the current reply to finish, or stop it.")
+        asked = ChatMessage.objects.create(
+            case=self, role=ChatMessage.Role.USER, content=question, status=Status.COMPLETE
+        )
+        reply = ChatMessage.objects.create(case=self, role=ChatMessage.Role.ASSISTANT)
+        return asked, reply
 
-    class Meta:
-        ordering = ["-created_at"]
+    def mark_stale_after(self, stage_key: str) -> int:
+        """A stage is running again: the complete runs that used its old output are stale."""
+        return self.stage_runs.filter(status=Status.COMPLETE, inputs__has_key=stage_key).update(
+            status=Status.STALE, seq=F("seq") + 1
+        )
 
-    def __str__(self) -> str:
-        return f"{self.get_group_key_display()} for case {self.case_id}"
+    def mark_all_stale(self) -> int:
+        """The case changed: every complete run reasoned about the old case."""
+        return self.stage_runs.filter(status=Status.COMPLETE).update(
+            status=Status.STALE, seq=F("seq") + 1
+        )
+
+    def stages_complete(self) -> int:
+        return sum(run.status == Status.COMPLETE for run in self.latest_runs().values())
+
+    def timeline(self) -> list["StageRun | ChatMessage"]:
+        """The conversation in the ChatContainer: stage summaries and chat, in order."""
+        runs = self.stage_runs.exclude(status=Status.CANCELLED, started_at=None)
+        return sorted(
+            chain(runs, self.chat_messages.all()), key=lambda item: (item.queued_at, item.pk)
+        )
+
+    def active_stream(self) -> "Streamable | None":
+        """What the page should follow now: a running group, else the newest active run."""
+        workflow = self.workflow_runs.filter(finished_at=None).order_by("-created_at").first()
+        if workflow:
+            return workflow
+        runs = chain(
+            self.stage_runs.filter(status__in=ACTIVE, workflow_run=None),
+            self.chat_messages.filter(status__in=ACTIVE),
+        )
+        return max(runs, key=lambda item: item.queued_at, default=None)
 
 
-class StageRun(models.Model):
-    """One run of one stage: its status, the text it generated, and how it went."""
+class Streamable:
+    """Anything with an event stream: a `seq` raised by each change, a channel-layer group."""
 
-    class Status(models.TextChoices):
-        QUEUED = "queued"
-        RUNNING = "running"
-        COMPLETE = "complete"
-        ERROR = "error"
-        CANCELLED = "cancelled"
-        INTERRUPTED = "interrupted"
-        STALE = "stale"
+    stream_prefix: str
 
-    ACTIVE = (Status.QUEUED, Status.RUNNING)
+    @property
+    def group_name(self) -> str:
+        return f"{self.stream_prefix}.{self.pk}"
 
-    case = models.ForeignKey(ClinicalCase, on_delete=models.CASCADE, related_name="stage_runs")
-    workflow_run = models.ForeignKey(
-        WorkflowRun, on_delete=models.SET_NULL, null=True, blank=True, related_name="stage_runs"
-    )
-    stage_key = models.CharField(max_length=20, choices=[(s.key, s.title) for s in STAGES.values()])
+
+class Generation(Streamable, models.Model):
+    """Text an LLM generates for the clinician: its status, timings and what went wrong."""
+
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.QUEUED)
-    reasoning = models.TextField(blank=True)
-    summary = models.TextField(blank=True)
     thinking = models.TextField(blank=True, help_text="The model's separate reasoning field.")
     seq = models.PositiveIntegerField(default=0, help_text="Raised by every persisted change.")
     engine = models.CharField(max_length=200, blank=True)
@@ -146,6 +215,91 @@ class StageRun(models.Model):
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
     error_code = models.CharField(max_length=40, blank=True)
     error_message = models.TextField(blank=True)
+
+    class Meta:
+        abstract = True
+
+    @property
+    def finished(self) -> bool:
+        return self.status not in ACTIVE
+
+    @property
+    def time_to_first_token(self) -> float | None:
+        if self.first_token_at and self.started_at:
+            return (self.first_token_at - self.started_at).total_seconds()
+        return None
+
+    @property
+    def duration(self) -> float | None:
+        if self.finished_at and self.started_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None
+
+    async def aappend(self, texts: dict[str, str]) -> int:
+        """Persist generated text (appended in SQL, never rewritten); returns the new seq."""
+        changes = {name: Concat(F(name), Value(text)) for name, text in texts.items()}
+        if self.first_token_at is None:
+            self.first_token_at = timezone.now()
+            changes["first_token_at"] = Value(self.first_token_at)
+        await type(self).objects.filter(pk=self.pk).aupdate(seq=F("seq") + 1, **changes)
+        self.seq += 1
+        for name, text in texts.items():
+            setattr(self, name, getattr(self, name) + text)
+        return self.seq
+
+    async def aset_status(self, status: str, **fields) -> int:
+        """Move to a new status (with any fields that go with it); returns the new seq."""
+        await (
+            type(self).objects.filter(pk=self.pk).aupdate(seq=F("seq") + 1, status=status, **fields)
+        )
+        self.seq += 1
+        self.status = status
+        for name, value in fields.items():
+            setattr(self, name, value)
+        return self.seq
+
+
+class WorkflowRun(Streamable, models.Model):
+    """A group of stages run in order by one request."""
+
+    stream_prefix = "workflow-run"
+
+    case = models.ForeignKey(ClinicalCase, on_delete=models.CASCADE, related_name="workflow_runs")
+    group_key = models.CharField(
+        max_length=20, choices=[(g.key, g.title) for g in RUNNABLE_GROUPS.values()]
+    )
+    seq = models.PositiveIntegerField(default=0, help_text="Raised when the group finishes.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.get_group_key_display()} for case {self.case_id}"
+
+    @property
+    def group(self):
+        return RUNNABLE_GROUPS[self.group_key]
+
+
+class StageRun(Generation):
+    """One run of one stage: the reasoning and summary it generated, and what it built on."""
+
+    stream_prefix = "stage-run"
+    Status = Status
+    ACTIVE = ACTIVE
+
+    case = models.ForeignKey(ClinicalCase, on_delete=models.CASCADE, related_name="stage_runs")
+    workflow_run = models.ForeignKey(
+        WorkflowRun, on_delete=models.SET_NULL, null=True, blank=True, related_name="stage_runs"
+    )
+    stage_key = models.CharField(max_length=20, choices=[(s.key, s.title) for s in STAGES.values()])
+    reasoning = models.TextField(blank=True)
+    summary = models.TextField(blank=True)
+    inputs = models.JSONField(
+        default=dict, blank=True, help_text="The earlier stage runs whose summaries it used."
+    )
 
     class Meta:
         ordering = ["-queued_at", "-id"]
@@ -162,55 +316,14 @@ class StageRun(models.Model):
         return f"{self.get_stage_key_display()} ({self.status}) for case {self.case_id}"
 
     @property
-    def stage(self):
-        return STAGES.get(self.stage_key)
-
-    @property
-    def finished(self) -> bool:
-        return self.status not in self.ACTIVE
-
-    @property
-    def time_to_first_token(self) -> float | None:
-        if self.first_token_at and self.started_at:
-            return (self.first_token_at - self.started_at).total_seconds()
-        return None
-
-    @property
-    def duration(self) -> float | None:
-        if self.finished_at and self.started_at:
-            return (self.finished_at - self.started_at).total_seconds()
-        return None
-
-    @property
-    def group_name(self) -> str:
-        """The channel-layer group its events are published to."""
-        return f"stage-run.{self.pk}"
-
-    async def aappend(self, texts: dict[str, str]) -> int:
-        """Persist generated text (appended in SQL, never rewritten); returns the new seq."""
-        changes = {name: Concat(F(name), Value(text)) for name, text in texts.items() if text}
-        now = timezone.now()
-        if self.first_token_at is None:
-            self.first_token_at = now
-            changes["first_token_at"] = Value(now)
-        self.seq += 1
-        await StageRun.objects.filter(pk=self.pk).aupdate(seq=F("seq") + 1, **changes)
-        for name, text in texts.items():
-            setattr(self, name, getattr(self, name) + text)
-        return self.seq
-
-    async def aset_status(self, status: str, **fields) -> int:
-        """Move to a new status (with any fields that go with it); returns the new seq."""
-        self.status = status
-        self.seq += 1
-        for name, value in fields.items():
-            setattr(self, name, value)
-        await StageRun.objects.filter(pk=self.pk).aupdate(seq=F("seq") + 1, status=status, **fields)
-        return self.seq
+    def stage(self) -> Stage:
+        return STAGES[self.stage_key]
 
 
-class ChatMessage(models.Model):
-    """A message in the ChatContainer; a stage's summary is an assistant message."""
+class ChatMessage(Generation):
+    """A follow-up question in the ChatContainer, or the streamed reply to one."""
+
+    stream_prefix = "chat-message"
 
     class Role(models.TextChoices):
         USER = "user"
@@ -219,18 +332,17 @@ class ChatMessage(models.Model):
     case = models.ForeignKey(ClinicalCase, on_delete=models.CASCADE, related_name="chat_messages")
     role = models.CharField(max_length=10, choices=Role.choices)
     content = models.TextField(blank=True)
-    stage_run = models.OneToOneField(
-        StageRun, on_delete=models.CASCADE, null=True, blank=True, related_name="chat_message"
-    )
-    created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        ordering = ["created_at", "id"]
-        indexes = [models.Index(fields=["case", "created_at"])]
+        ordering = ["queued_at", "id"]
+        indexes = [models.Index(fields=["case", "queued_at"])]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["case"],
+                condition=Q(status__in=["queued", "running"]),
+                name="one_reply_at_a_time",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.role} message in case {self.case_id}"
-
-    @property
-    def text(self) -> str:
-        return self.stage_run.summary if self.stage_run_id else self.content

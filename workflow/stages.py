@@ -105,6 +105,9 @@ GROUPS: dict[str, Group] = {
     for key, title in (("assessment", "Assessment"), ("workup", "Workup"), ("plan", "Plan"))
 }
 
+RUN_ALL = Group("all", "All stages", tuple(STAGES))
+RUNNABLE_GROUPS: dict[str, Group] = {**GROUPS, RUN_ALL.key: RUN_ALL}
+
 
 def case_text(facts: Iterable[tuple[str, str]]) -> str:
     return "\n".join(f"{label}: {value}" for label, value in facts)
@@ -122,6 +125,25 @@ def stage_messages(
     return [
         {"role": "system", "content": SYSTEM_PROMPT},
         {"role": "user", "content": "\n\n".join(parts)},
+    ]
+
+
+def chat_messages(
+    facts: Iterable[tuple[str, str]],
+    earlier: Iterable[tuple[Stage, str]],
+    conversation: Iterable[tuple[str, str]],
+) -> list[dict[str, str]]:
+    """A follow-up conversation: the case and the stage conclusions, then the chat so far."""
+    context = [f"# The case\n{case_text(facts)}"]
+    summaries = [f"## {s.title}\n{summary}" for s, summary in earlier]
+    if summaries:
+        context.append("# Conclusions of the workflow so far\n" + "\n\n".join(summaries))
+    system = (
+        f"{SYSTEM_PROMPT}\n\nThe clinician asks follow-up questions about this case. Answer "
+        f"concisely in Markdown.\n\n" + "\n\n".join(context)
+    )
+    return [{"role": "system", "content": system}] + [
+        {"role": role, "content": content} for role, content in conversation
     ]
 
 

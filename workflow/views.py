@@ -1,18 +1,17 @@
 from asgiref.sync import sync_to_async
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db import IntegrityError, connection
+from django.db import connection
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from streaming.response import sse_response
-from workflow import runner
-from workflow.events import stage_run_events
-from workflow.forms import ClinicalCaseForm
-from workflow.models import ChatMessage, ClinicalCase, StageRun
-from workflow.stages import GROUPS, STAGES
+from workflow import events, runner, workspace
+from workflow.forms import ChatForm, ClinicalCaseForm
+from workflow.models import CannotStart, ChatMessage, ClinicalCase, WorkflowRun
+from workflow.stages import RUNNABLE_GROUPS, STAGES
 
 
 def get_case_for_user(request, case_id: int) -> ClinicalCase:
@@ -28,17 +27,12 @@ async def aget_case_for_user(request, case_id: int) -> ClinicalCase:
         raise Http404("No such case.") from None
 
 
-def _stage_or_404(stage_key: str):
-    if stage_key not in STAGES:
-        raise Http404("No such stage.")
-    return STAGES[stage_key]
-
-
 @login_required
 @require_GET
 def case_list(request):
-    cases = ClinicalCase.objects.visible_to(request.user)
-    return render(request, "workflow/case_list.html", {"cases": cases})
+    cases = ClinicalCase.objects.visible_to(request.user).with_last_activity()
+    rows = [(case, case.stages_complete()) for case in cases]
+    return render(request, "workflow/case_list.html", {"rows": rows, "stage_count": len(STAGES)})
 
 
 @login_required
@@ -54,83 +48,142 @@ def case_new(request):
 
 
 @login_required
-@require_GET
-def workspace(request, case_id: int):
+@require_http_methods(["GET", "POST"])
+def case_edit(request, case_id: int):
     case = get_case_for_user(request, case_id)
-    latest = case.latest_runs()
-    active = [run for run in latest.values() if not run.finished]
-    return render(
-        request,
-        "workflow/workspace.html",
-        {
-            "case": case,
-            "groups": [
-                (group, [(STAGES[key], latest.get(key)) for key in group.stage_keys])
-                for group in GROUPS.values()
-            ],
-            "chat": case.chat_messages.select_related("stage_run"),
-            "streaming_run": max(active, key=lambda run: run.queued_at, default=None),
-        },
-    )
+    form = ClinicalCaseForm(request.POST or None, instance=case)
+    if request.method == "POST" and form.is_valid():
+        if form.has_changed():
+            form.save()
+            if case.mark_all_stale():
+                messages.info(request, "The case changed: the stages run before are now stale.")
+        return redirect(case)
+    return render(request, "workflow/case_form.html", {"form": form, "case": case})
+
+
+@login_required
+@require_GET
+def workspace_page(request, case_id: int):
+    case = get_case_for_user(request, case_id)
+    context = workspace.page(case, request.GET.get("stage"))
+    return render(request, "workflow/workspace.html", {**context, "form": ChatForm()})
 
 
 @login_required
 @require_POST
 async def run_stage(request, case_id: int, stage_key: str):
     case = await aget_case_for_user(request, case_id)
-    stage = _stage_or_404(stage_key)
-    missing = await sync_to_async(case.missing_for)(stage)
-    if missing:
-        notice = f"Run {' and '.join(s.title for s in missing)} first: {stage.title} builds on it."
-        if request.htmx:
-            return render(request, "workflow/workspace.html#notice", {"notice": notice})
-        messages.warning(request, notice)
-        return redirect(case)
-    run, new = await _start_stage_run(case, stage_key)
+    if stage_key not in STAGES:
+        raise Http404("No such stage.")
+    return await _start(request, case, (stage_key,), None)
+
+
+@login_required
+@require_POST
+async def run_group(request, case_id: int, group_key: str):
+    case = await aget_case_for_user(request, case_id)
+    if group_key not in RUNNABLE_GROUPS:
+        raise Http404("No such group.")
+    return await _start(request, case, RUNNABLE_GROUPS[group_key].stage_keys, group_key)
+
+
+async def _start(request, case: ClinicalCase, stage_keys, group_key):
+    try:
+        runs, workflow = await sync_to_async(case.start_stage_runs)(stage_keys, group_key)
+    except CannotStart as refusal:
+        return await _refuse(request, case, str(refusal))
+    if workflow:
+        runner.start_workflow_run(workflow)
+    else:
+        runner.start_stage_run(runs[0])
     if not request.htmx:
         return redirect(case)
-    return render(
-        request,
-        "workflow/workspace.html#stream-start",
-        {
-            "run": run,
-            "stage": stage,
-            "case_id": case.pk,
-            "streaming_run": run,
-            "oob": True,
-            "new": new,
-        },
-    )
+    html = await sync_to_async(_started_fragments)(request, case, workflow or runs[0], runs)
+    return HttpResponse(html)
 
 
-async def _start_stage_run(case: ClinicalCase, stage_key: str) -> tuple[StageRun, bool]:
-    """A new queued run handed to the runner (True), or the run already in progress."""
+def _started_fragments(request, case, followed, runs) -> str:
+    """The page's answer to a start: follow its stream, show the runs queued."""
+    sections = [workspace.section(case, run.stage_key) for run in runs]
+    context = {**workspace.stepper(case), "stream_url": workspace.events_url(followed)}
+    html = workspace.fragments(request, ["stream-host", "stepper", "notice"], context)
+    for section in sections:
+        html += workspace.fragments(request, ["reasoning-section"], {"section": section})
+    bubbles = [
+        workspace.fragment(request, "summary-bubble", {"run": run, "stage": run.stage})
+        for run in runs
+    ]
+    return html + workspace.fragment(request, "append-to-chat", {"bubbles": bubbles})
+
+
+async def _refuse(request, case: ClinicalCase, notice: str):
+    if request.htmx:
+        return HttpResponse(workspace.fragments(request, ["notice"], {"notice": notice}))
+    await sync_to_async(messages.warning)(request, notice)
+    return redirect(case)
+
+
+@login_required
+@require_POST
+async def chat(request, case_id: int):
+    case = await aget_case_for_user(request, case_id)
+    form = ChatForm(request.POST)
+    if not form.is_valid():
+        return await _refuse(request, case, " ".join(form.errors["message"]))
     try:
-        run = await StageRun.objects.acreate(case=case, stage_key=stage_key)
-    except IntegrityError:  # one active run per stage: follow the one that is running
-        active = StageRun.objects.filter(status__in=StageRun.ACTIVE)
-        return await active.aget(case=case, stage_key=stage_key), False
-    await ChatMessage.objects.acreate(case=case, role=ChatMessage.Role.ASSISTANT, stage_run=run)
-    runner.start(run)
-    return run, True
+        asked, reply = await sync_to_async(case.ask)(form.cleaned_data["message"])
+    except CannotStart as refusal:
+        return await _refuse(request, case, str(refusal))
+    runner.start_chat_reply(reply)
+    if not request.htmx:
+        return redirect(case)
+    bubbles = [
+        workspace.fragment(request, "chat-bubble", {"message": message})
+        for message in (asked, reply)
+    ]
+    context = {"stream_url": workspace.events_url(reply), "case_id": case.pk, "replying": True}
+    html = workspace.fragments(request, ["stream-host", "chat-form", "notice"], context)
+    return HttpResponse(html + workspace.fragment(request, "append-to-chat", {"bubbles": bubbles}))
 
 
 @login_required
 @require_GET
 async def stage_events(request, case_id: int, stage_key: str):
     case = await aget_case_for_user(request, case_id)
-    _stage_or_404(stage_key)
     run = await case.stage_runs.filter(stage_key=stage_key).order_by("-queued_at", "-id").afirst()
     if run is None:
         raise Http404("This stage has not been run.")
-    return sse_response(stage_run_events(request, run, _last_event_id(request)))
+    return _stream(request, run, events.stage_run_snapshot)
 
 
-def _last_event_id(request) -> int | None:
+@login_required
+@require_GET
+async def group_events(request, case_id: int, group_key: str):
+    case = await aget_case_for_user(request, case_id)
+    workflow = await WorkflowRun.objects.filter(case=case, group_key=group_key).afirst()
+    if workflow is None:
+        raise Http404("This group has not been run.")
+    return _stream(request, workflow, events.workflow_run_snapshot)
+
+
+@login_required
+@require_GET
+async def chat_events(request, case_id: int, message_id: int):
+    case = await aget_case_for_user(request, case_id)
+    replies = ChatMessage.objects.filter(case=case, role=ChatMessage.Role.ASSISTANT)
     try:
-        return int(request.headers.get("Last-Event-ID", ""))
+        reply = await replies.aget(pk=message_id)
+    except ChatMessage.DoesNotExist:
+        raise Http404("No such reply.") from None
+    return _stream(request, reply, events.chat_reply_snapshot)
+
+
+def _stream(request, followed, load):
+    try:
+        last_event_id = int(request.headers.get("Last-Event-ID", ""))
     except ValueError:
-        return None
+        last_event_id = None
+    return sse_response(events.events(request, followed, load, last_event_id))
 
 
 @require_GET

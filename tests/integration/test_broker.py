@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from streaming.broker import HEARTBEAT, Live, follow, publish
+from streaming.broker import HEARTBEAT, Delta, follow, publish_change, publish_delta
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -37,44 +37,41 @@ def layer(request, settings):
 
 
 @dataclass
-class Snapshot:
-    seq: int
+class Truth:
+    """What Postgres holds: read by the follower as its snapshot."""
+
+    seq: int = 0
     finished: bool = False
 
+    async def load(self) -> "Truth":
+        return Truth(self.seq, self.finished)
 
-def test_a_follower_gets_the_snapshot_then_each_live_message_once(layer):
+
+def test_a_follower_gets_the_snapshot_then_each_delta_once(layer):
     async def scenario():
-        truth = Snapshot(seq=2)
-
-        async def load():
-            return Snapshot(truth.seq, truth.finished)
-
-        follower = follow("run.1", load, heartbeat=0.3)
-        assert await anext(follower) == Snapshot(2)
-        await publish("run.1", {"seq": 2, "texts": {"reasoning": "old"}})  # already in it
-        await publish("run.1", {"seq": 3, "texts": {"reasoning": "a"}})
-        await publish("run.1", {"seq": 3, "texts": {"reasoning": "a"}})  # a duplicate
-        await publish("run.1", {"seq": 4, "status": "complete", "final": True})
-        got = [item async for item in follower]
-        assert [(i.seq, i.final) for i in got] == [(3, False), (4, True)]
-        assert all(isinstance(i, Live) for i in got)
+        truth = Truth(seq=2)
+        follower = follow("run.1", truth.load, heartbeat=0.3)
+        assert await anext(follower) == Truth(2)
+        await publish_delta("run.1", 2, 1, {"reasoning": "already in the snapshot"})
+        await publish_delta("run.1", 3, 1, {"reasoning": "a"})
+        await publish_delta("run.1", 3, 1, {"reasoning": "a"})  # a duplicate
+        assert await anext(follower) == Delta(3, 1, {"reasoning": "a"})
+        truth.seq, truth.finished = 4, True
+        await publish_change("run.1", 4)
+        assert [item async for item in follower] == [Truth(4, True)]
 
     asyncio.run(scenario())
 
 
 def test_a_skipped_seq_brings_a_fresh_snapshot_from_the_truth(layer):
     async def scenario():
-        truth = Snapshot(seq=0)
-
-        async def load():
-            return Snapshot(truth.seq, truth.finished)
-
-        follower = follow("run.2", load, heartbeat=5)
+        truth = Truth()
+        follower = follow("run.2", truth.load, heartbeat=5)
         await anext(follower)
         truth.seq = 5  # seqs 1-4 were persisted but their messages were lost
-        await publish("run.2", {"seq": 5, "texts": {"reasoning": "x"}})
-        assert await anext(follower) == Snapshot(5)
-        await publish("run.2", {"seq": 6, "final": True})
+        await publish_delta("run.2", 5, 1, {"reasoning": "x"})
+        assert await anext(follower) == Truth(5)
+        await publish_delta("run.2", 6, 1, {"reasoning": "y"})
         assert (await anext(follower)).seq == 6
         await follower.aclose()
 
@@ -83,19 +80,11 @@ def test_a_skipped_seq_brings_a_fresh_snapshot_from_the_truth(layer):
 
 def test_an_idle_follower_gets_heartbeats_and_a_finished_run_ends_at_once(layer):
     async def scenario():
-        async def running():
-            return Snapshot(seq=1)
-
-        follower = follow("run.3", running, heartbeat=0.1)
+        follower = follow("run.3", Truth(seq=1).load, heartbeat=0.1)
         await anext(follower)
         assert await anext(follower) is HEARTBEAT
         await follower.aclose()
-
-        async def finished():
-            return Snapshot(seq=9, finished=True)
-
-        assert [item async for item in follow("run.4", finished, heartbeat=0.1)] == [
-            Snapshot(9, True)
-        ]
+        finished = Truth(seq=9, finished=True)
+        assert [item async for item in follow("run.4", finished.load, heartbeat=0.1)] == [finished]
 
     asyncio.run(scenario())

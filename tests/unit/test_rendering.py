@@ -1,23 +1,28 @@
 """Model text reaches the page escaped while it streams and sanitised when it is final."""
 
-from workflow.events import delta_fragments, run_fragments
+from django.template.loader import render_to_string
+
+from workflow import workspace
 from workflow.markdown import render
 from workflow.models import StageRun
 
 HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
 
 
+def _delta(texts: dict[str, str]) -> str:
+    context = {"prefix": "stage-run", "id": 7, "texts": texts}
+    return render_to_string(f"{workspace.PAGE}#delta", context)
+
+
 def test_streamed_text_is_escaped():
-    run = StageRun(pk=7, case_id=1, stage_key="summary")
-    html = delta_fragments(run, {"reasoning": HOSTILE + " next"})
+    html = _delta({"reasoning": HOSTILE + " next"})
     assert "<script" not in html and "<img" not in html
     assert "&lt;script&gt;" in html
-    assert 'hx-swap-oob="beforeend:#reasoning-text-7"><span>' in html
+    assert 'hx-swap-oob="beforeend:#stage-run-7-reasoning"><span>' in html
 
 
 def test_a_space_at_the_start_of_a_delta_is_kept():
-    html = delta_fragments(StageRun(pk=7, stage_key="summary"), {"summary": " word"})
-    assert "<span> word</span>" in html
+    assert "<span> word</span>" in _delta({"summary": " word"})
 
 
 def test_final_markdown_is_sanitised():
@@ -30,19 +35,15 @@ def test_final_markdown_is_sanitised():
     assert "<table>" in html
 
 
+def _section(rf, run: StageRun) -> str:
+    context = {"section": workspace.Section(run.stage, run), "run": run, "stage": run.stage}
+    return workspace.fragments(rf.get("/"), ["reasoning-section", "summary-bubble"], context)
+
+
 def test_a_finished_run_renders_markdown_and_a_running_one_plain_text(rf):
-    done = StageRun(
-        pk=3,
-        case_id=1,
-        stage_key="summary",
-        status="complete",
-        reasoning="**strong**",
-        summary="- one",
-    )
-    assert "<strong>strong</strong>" in run_fragments(rf.get("/"), done)
-    running = StageRun(
-        pk=3, case_id=1, stage_key="summary", status="running", reasoning="**strong**"
-    )
-    html = run_fragments(rf.get("/"), running)
-    assert "<span>**strong**</span>" in html
+    done = StageRun(pk=3, case_id=1, stage_key="summary", status="complete", reasoning="**a**")
+    assert "<strong>a</strong>" in _section(rf, done)
+    running = StageRun(pk=3, case_id=1, stage_key="summary", status="running", reasoning="**a**")
+    html = _section(rf, running)
+    assert "<span>**a**</span>" in html
     assert 'class="typing"' in html

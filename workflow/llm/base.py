@@ -27,6 +27,7 @@ class LLMRequest:
     # What the offline demo engine writes from, since it cannot read the prompt.
     stage_key: str | None = None
     case_facts: list[tuple[str, str]] = field(default_factory=list)
+    question: str = ""
 
 
 class Engine(Protocol):

@@ -194,6 +194,22 @@ def compose(stage_key: str | None, facts: list[tuple[str, str]]) -> str:
     return f"<detailed>{detailed}</detailed>\n<summary>{summary}</summary>"
 
 
+def reply(question: str, facts: list[tuple[str, str]]) -> str:
+    """The demo's answer to a follow-up question: it can only point back to the case."""
+    p = presentation_for(dict(facts).get("Chief complaint", ""))
+    return (
+        f"_{LABEL}: it cannot reason about your question._ You asked: “{question.strip()}”. "
+        f"For a {p.name}, keep in mind the can't-miss diagnoses: {', '.join(p.cant_miss)}. "
+        "Point MedhastraAI at an LLM (see the README) for a real answer."
+    )
+
+
+def _text(request: LLMRequest) -> str:
+    if request.stage_key is None:
+        return reply(request.question, request.case_facts)
+    return compose(request.stage_key, request.case_facts)
+
+
 class OfflineDemoEngine:
     label = LABEL
 
@@ -201,8 +217,7 @@ class OfflineDemoEngine:
         self.delay = 1 / words_per_second if words_per_second > 0 else 0
 
     async def stream(self, request: LLMRequest) -> AsyncIterator[Delta]:
-        text = compose(request.stage_key, request.case_facts)
-        words = text.split(" ")
+        words = _text(request).split(" ")
         for n, word in enumerate(words):
             await asyncio.sleep(self.delay)
             yield Delta(content=word if n == 0 else " " + word)
