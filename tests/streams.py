@@ -1,4 +1,4 @@
-"""Reading a stage's event stream as the page does: snapshots replace, deltas append."""
+"""Reading an event stream as the page does: full-state events replace, deltas append."""
 
 import html
 import re
@@ -10,24 +10,32 @@ import httpx
 from streaming.sse import Event, Parser
 
 _DELTA = re.compile(
-    r'<div hx-swap-oob="beforeend:#(?:stage-run|chat-message)-\d+-(?P<channel>\w+)">'
-    r"<span>(?P<text>.*?)</span></div>",
-    re.S,
+    r'<div hx-swap-oob="beforeend:#(?P<target>[\w-]+)"><span>(?P<text>.*?)</span></div>', re.S
 )
+_ATTRIBUTES = ("data-reasoning", "data-summary", "data-thinking", "data-reply")
 
 
-class _TextOf(HTMLParser):
-    """The text inside the first element carrying attribute `name`."""
+class _Texts(HTMLParser):
+    """The text of every element carrying one of _ATTRIBUTES, by `name:value`, with its id."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self.name, self.depth, self.parts, self.found = name, 0, [], False
+        self.texts: dict[str, str] = {}
+        self.ids: dict[str, str] = {}
+        self.key: str | None = None
+        self.depth = 0
 
     def handle_starttag(self, tag, attrs):
         if self.depth:
             self.depth += 1
-        elif not self.found and any(key == self.name for key, _ in attrs):
-            self.depth, self.found = 1, True
+            return
+        attrs = dict(attrs)
+        for name in _ATTRIBUTES:
+            if name in attrs:
+                self.key, self.depth = f"{name.removeprefix('data-')}:{attrs[name]}", 1
+                self.texts[self.key] = ""
+                if "id" in attrs:
+                    self.ids[attrs["id"]] = self.key
 
     def handle_endtag(self, tag):
         if self.depth:
@@ -35,13 +43,7 @@ class _TextOf(HTMLParser):
 
     def handle_data(self, data):
         if self.depth:
-            self.parts.append(data)
-
-
-def text_of(fragment: str, attribute: str) -> str | None:
-    parser = _TextOf(attribute)
-    parser.feed(fragment)
-    return "".join(parser.parts) if parser.found else None
+            self.texts[self.key] += data
 
 
 def squash(text: str) -> str:
@@ -50,24 +52,27 @@ def squash(text: str) -> str:
 
 @dataclass
 class PageView:
-    """The reasoning and summary a page would show after applying the events so far."""
+    """The texts a page would show after applying the events so far."""
 
-    reasoning: str = ""
-    summary: str = ""
+    texts: dict[str, str] = field(default_factory=dict)
+    targets: dict[str, str] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
 
     def apply(self, event: Event) -> None:
         self.events.append(event)
         if event.event == "delta":
             for match in _DELTA.finditer(event.data):
-                name = match["channel"]
-                if name in ("reasoning", "summary"):
-                    setattr(self, name, getattr(self, name) + html.unescape(match["text"]))
+                key = self.targets[match["target"]]
+                self.texts[key] += html.unescape(match["text"])
         elif event.data:
-            for name in ("reasoning", "summary"):
-                text = text_of(event.data, f"data-{name}")
-                if text is not None:
-                    setattr(self, name, text)
+            parser = _Texts()
+            parser.feed(event.data)
+            self.texts.update(parser.texts)
+            self.targets.update(parser.ids)
+
+    def text(self, kind: str, key: str = "summary") -> str:
+        """E.g. text("reasoning", "differential"), text("reply", "12")."""
+        return self.texts.get(f"{kind}:{key}", "")
 
     @property
     def names(self) -> list[str]:

@@ -135,7 +135,8 @@ class ClinicalCase(models.Model):
         if missing:
             names = " and ".join(stage.title for stage in missing)
             raise CannotStart(f"Run {names} first: {STAGES[stage_keys[0]].title} builds on it.")
-        busy = self.stage_runs.filter(stage_key__in=stage_keys, status__in=ACTIVE).first()
+        active = self.stage_runs.filter(stage_key__in=stage_keys, status__in=ACTIVE)
+        busy = active.order_by("pk").first()
         if busy:
             raise CannotStart(f"{busy.stage.title} is already running.")
         workflow = WorkflowRun.objects.create(case=self, group_key=group_key) if group_key else None
@@ -241,7 +242,7 @@ class Generation(Streamable, models.Model):
         if self.first_token_at is None:
             self.first_token_at = timezone.now()
             changes["first_token_at"] = Value(self.first_token_at)
-        await type(self).objects.filter(pk=self.pk).aupdate(seq=F("seq") + 1, **changes)
+        await self._aupdate(seq=F("seq") + 1, **changes)
         self.seq += 1
         for name, text in texts.items():
             setattr(self, name, getattr(self, name) + text)
@@ -257,6 +258,10 @@ class Generation(Streamable, models.Model):
         for name, value in fields.items():
             setattr(self, name, value)
         return self.seq
+
+    async def _aupdate(self, **changes) -> None:
+        if not await type(self).objects.filter(pk=self.pk).aupdate(**changes):
+            raise self.DoesNotExist("Deleted while generating (its case was deleted).")
 
 
 class WorkflowRun(Streamable, models.Model):

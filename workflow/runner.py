@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.core.exceptions import ObjectDoesNotExist
 from django.db.models import F
 from django.utils import timezone
 from prometheus_client import Counter
@@ -36,7 +37,8 @@ _running: set[asyncio.Task] = set()
 def _start(coroutine: Coroutine) -> None:
     # A fresh context: the request's context carries its own thread for sync code,
     # which Django closes when the response is sent.
-    task = asyncio.get_running_loop().create_task(coroutine, context=contextvars.Context())
+    task = asyncio.get_running_loop().create_task(_unless_deleted(coroutine),
+                                                  context=contextvars.Context())  # fmt: skip
     _running.add(task)
     task.add_done_callback(_running.discard)
 
@@ -54,6 +56,14 @@ def start_workflow_run(workflow_run: WorkflowRun) -> None:
 def start_chat_reply(reply: ChatMessage) -> None:
     """Stream the answer to the clinician's latest question in the background."""
     _start(_run_chat_reply(reply.pk))
+
+
+async def _unless_deleted(coroutine: Coroutine) -> None:
+    """A run whose case was deleted stops at its next write: nobody can see it any more."""
+    try:
+        await coroutine
+    except ObjectDoesNotExist:
+        logger.info("A generation stopped: its case was deleted.")
 
 
 @dataclass
@@ -178,6 +188,8 @@ async def _finish(generation: Generation, outlet: _Outlet, work: Coroutine) -> s
     """Await the generating work and record how it ended; returns the final status."""
     try:
         usage = await work
+    except ObjectDoesNotExist:
+        raise
     except Exception as exc:
         reference = uuid.uuid4().hex[:8]
         code, message = describe(exc)

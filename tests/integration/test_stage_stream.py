@@ -34,8 +34,8 @@ def test_it_streams_the_reasoning_and_the_summary(alice_http, case, simulator):
     assert view.names[0] == "snapshot"
     assert view.names.count("delta") >= 5
     assert view.names[-1] == "done"
-    assert squash(view.reasoning) == squash(reasoning)
-    assert squash(view.summary) == squash(summary)
+    assert squash(view.text("reasoning")) == squash(reasoning)
+    assert squash(view.text("summary")) == squash(summary)
     run = StageRun.objects.get(case=case, stage_key="summary")
     assert run.status == "complete"
     assert (run.reasoning, run.summary) == (reasoning, summary)
@@ -66,14 +66,14 @@ def test_a_reconnect_with_last_event_id_loses_and_repeats_nothing(alice_http, ca
     simulator.configure(tps=40, words=80)
     url = _run(alice_http, case)
     first, _ = follow(alice_http, url, stop_after=6)
-    assert first.reasoning, "some text arrived before the hang-up"
+    assert first.text("reasoning"), "some text arrived before the hang-up"
     time.sleep(0.5)  # generation goes on while nobody watches
 
     view, _ = follow(alice_http, url, first, last_event_id=first.events[-1].id)
 
     reasoning, summary = _expected(simulator)
-    assert squash(view.reasoning) == squash(reasoning)
-    assert squash(view.summary) == squash(summary)
+    assert squash(view.text("reasoning")) == squash(reasoning)
+    assert squash(view.text("summary")) == squash(summary)
 
 
 def test_a_reconnect_that_saw_everything_gets_only_done(alice_http, case, simulator):
@@ -115,7 +115,7 @@ def test_a_missing_summary_is_asked_for_separately(alice_http, case, simulator):
     view, _ = follow(alice_http, _run(alice_http, case))
     summarising = simulator.requests()[-1]["messages"][-1]["content"]
     assert summarising.startswith("Summarise this problem representation")
-    assert squash(view.summary) == answer(simulator.requests()[-1]["messages"], words=60)
+    assert squash(view.text("summary")) == answer(simulator.requests()[-1]["messages"], words=60)
 
 
 def test_the_models_separate_thinking_is_kept_apart(alice_http, case, simulator):
@@ -123,7 +123,8 @@ def test_the_models_separate_thinking_is_kept_apart(alice_http, case, simulator)
     view, _ = follow(alice_http, _run(alice_http, case))
     run = StageRun.objects.get(case=case)
     assert run.thinking == "Thinking it over first."
-    assert "Thinking it over" not in view.reasoning
+    assert view.text("thinking") == "Thinking it over first."
+    assert "Thinking it over" not in view.text("reasoning")
 
 
 def test_a_dropped_provider_connection_keeps_the_text_and_says_so(alice_http, case, simulator):
@@ -132,6 +133,6 @@ def test_a_dropped_provider_connection_keeps_the_text_and_says_so(alice_http, ca
     run = StageRun.objects.get(case=case)
     assert run.status == "error"
     assert run.error_code == "connection_lost"
-    assert run.reasoning and squash(view.reasoning) == squash(run.reasoning)
+    assert run.reasoning and squash(view.text("reasoning")) == squash(run.reasoning)
     assert "The connection to the AI provider was lost." in view.events[-1].data
     assert "Traceback" not in view.events[-1].data

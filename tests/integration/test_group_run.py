@@ -1,0 +1,110 @@
+"""Group runs: one POST runs a group's stages in order, one stream carries them all."""
+
+import time
+
+import pytest
+
+from tests.streams import follow, squash
+from workflow.llm.simulator import answer
+from workflow.models import StageRun, WorkflowRun
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _run_group(http, case, group):
+    response = http.post(f"/cases/{case.pk}/groups/{group}/run", headers={"HX-Request": "true"})
+    assert response.status_code == 200
+    return f"/cases/{case.pk}/groups/{group}/events"
+
+
+def _sent(simulator) -> dict[str, tuple[str, str]]:
+    """What the simulator sent for each stage prompt: (reasoning, summary) by task title."""
+    state = simulator.state()
+    out = {}
+    for request in state["requests"]:
+        prompt = request["messages"][-1]["content"]
+        if "<detailed>" in prompt:
+            text = answer(request["messages"], state["words"])
+            title = prompt.split("# Your task: ")[1].split("\n")[0]
+            out[title] = (text.split("<detailed>")[1].split("</detailed>")[0],
+                          text.split("<summary>")[1].split("</summary>")[0])  # fmt: skip
+    return out
+
+
+def test_a_group_runs_its_stages_in_order_with_the_earlier_summaries(alice_http, case, simulator):
+    view, _ = follow(alice_http, _run_group(alice_http, case, "assessment"))
+
+    runs = list(StageRun.objects.filter(case=case).order_by("started_at"))
+    assert [(r.stage_key, r.status) for r in runs] == [
+        ("summary", "complete"), ("differential", "complete")]  # fmt: skip
+    assert runs[0].finished_at <= runs[1].started_at
+    prompts = [r["messages"][-1]["content"] for r in simulator.requests()]
+    assert "# Your task: Problem representation" in prompts[0]
+    assert "# Your task: Differential diagnosis" in prompts[1]
+    assert runs[0].summary in prompts[1], "the differential is built on the summary"
+    assert runs[1].inputs == {"summary": runs[0].pk}
+
+    sent = _sent(simulator)
+    for run in runs:
+        reasoning, summary = sent[run.stage.title]
+        assert squash(view.text("reasoning", run.stage_key)) == squash(reasoning)
+        assert squash(view.text("summary", run.stage_key)) == squash(summary)
+    assert WorkflowRun.objects.get().finished_at is not None
+    stage_events = [e for e in view.events if e.event == "stage"]
+    assert any("Assessment: stage 2 of 2" in e.data for e in stage_events)
+
+
+def test_a_reconnect_mid_group_loses_and_repeats_nothing(alice_http, case, simulator):
+    simulator.configure(tps=60, words=50)
+    url = _run_group(alice_http, case, "assessment")
+    first, _ = follow(alice_http, url, stop_after=12)
+    time.sleep(1)
+
+    view, _ = follow(alice_http, url, first, last_event_id=first.events[-1].id)
+
+    ids = [int(e.id) for e in view.events]
+    assert ids == sorted(ids)
+    sent = _sent(simulator)
+    for key, title in (
+        ("summary", "Problem representation"),
+        ("differential", "Differential diagnosis"),
+    ):
+        reasoning, summary = sent[title]
+        assert squash(view.text("reasoning", key)) == squash(reasoning)
+        assert squash(view.text("summary", key)) == squash(summary)
+
+
+def test_a_failed_stage_stops_the_group_and_says_why(alice_http, case, simulator):
+    simulator.configure(faults=["500"])
+    view, _ = follow(alice_http, _run_group(alice_http, case, "assessment"))
+    statuses = dict(StageRun.objects.values_list("stage_key", "status"))
+    assert statuses == {"summary": "error", "differential": "cancelled"}
+    assert "Not run: Problem representation did not complete." in view.events[-1].data
+
+
+def test_run_all_runs_the_six_stages_in_order(alice_http, case, simulator):
+    simulator.configure(words=20)
+    follow(alice_http, _run_group(alice_http, case, "all"))
+    runs = StageRun.objects.filter(case=case).order_by("started_at")
+    assert [r.stage_key for r in runs] == [
+        "summary", "differential", "diagnostics", "risk", "management", "note"]  # fmt: skip
+    assert all(r.status == "complete" for r in runs)
+    note_prompt = simulator.requests()[-1]["messages"][-1]["content"]
+    for run in runs[:5]:
+        assert run.summary in note_prompt
+
+
+def test_a_group_that_needs_an_earlier_group_says_which(alice_http, case, simulator):
+    response = alice_http.post(f"/cases/{case.pk}/groups/plan/run", headers={"HX-Request": "true"})
+    assert "Run Differential diagnosis and Risk and disposition first" in response.text
+    assert not StageRun.objects.exists()
+
+
+def test_a_group_is_refused_while_one_of_its_stages_runs(alice_http, case, simulator):
+    simulator.configure(tps=10)
+    _run_group(alice_http, case, "assessment")
+    response = alice_http.post(
+        f"/cases/{case.pk}/groups/assessment/run", headers={"HX-Request": "true"}
+    )
+    assert "Problem representation is already running." in response.text
+    assert WorkflowRun.objects.count() == 1
