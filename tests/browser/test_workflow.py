@@ -1,0 +1,90 @@
+"""A clinician runs a group, asks a follow-up question and edits the case, in Chromium."""
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser.conftest import log_in
+from workflow.models import ClinicalCase
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def workspace(page, alice, case):
+    log_in(page, "alice", "alice-password-1")
+    page.goto(f"/cases/{case.pk}/")
+    return page
+
+
+def _step(page, key):
+    return page.locator(f"li[data-stage-key={key}]")
+
+
+def test_a_group_streams_stage_by_stage_and_then_a_follow_up_streams(workspace, simulator):
+    page = workspace
+    simulator.configure(tps=40, words=40)
+    page.locator("[data-action=run-group][data-group-key=assessment]").click()
+
+    expect(_step(page, "summary")).to_have_attribute("data-status", "running")
+    expect(_step(page, "differential")).to_have_attribute("data-status", "queued")
+    expect(page.get_by_role("status").filter(has_text="Assessment: stage 1 of 2")).to_be_visible()
+    expect(_step(page, "summary").locator(".elapsed")).to_contain_text(":")
+    expect(_step(page, "differential")).to_have_attribute("data-status", "running", timeout=30_000)
+    expect(page.get_by_role("status").filter(has_text="Assessment: stage 2 of 2")).to_be_visible()
+    expect(page.locator("[data-reasoning=differential]")).to_contain_text("Simulated reasoning")
+    expect(_step(page, "differential")).to_have_attribute("data-status", "complete", timeout=30_000)
+    expect(page.locator("[data-summary=summary]")).to_contain_text("Simulated summary")
+    expect(page.locator("[data-summary=differential]")).to_contain_text("Simulated summary")
+
+    simulator.configure(tps=15, words=60)
+    box = page.get_by_label("Ask a follow-up question")
+    box.fill("Which can't-miss diagnosis")
+    box.press("Shift+Enter")
+    box.type("comes first?")
+    box.press("Enter")
+    question = page.locator("[data-chat-message][data-role=user]")
+    expect(question).to_have_text("Which can't-miss diagnosis\ncomes first?")
+    expect(page.get_by_label("Ask a follow-up question")).to_be_disabled()
+    reply = page.locator("[data-reply]")
+    expect(reply).to_contain_text("the")
+    seen = [len(reply.inner_text())]
+    for _ in range(3):
+        page.wait_for_timeout(400)
+        seen.append(len(reply.inner_text()))
+    assert seen[-1] > seen[0], seen
+    expect(page.get_by_label("Ask a follow-up question")).to_be_enabled(timeout=30_000)
+    expect(page.get_by_label("Ask a follow-up question")).to_have_value("")
+
+
+def test_selecting_a_stage_shows_its_reasoning(workspace, simulator):
+    page = workspace
+    page.locator("[data-action=run-group][data-group-key=assessment]").click()
+    expect(_step(page, "differential")).to_have_attribute("data-status", "complete", timeout=30_000)
+    page.get_by_role("link", name="Differential diagnosis").click()
+    expect(page.locator("#reasoning-differential")).to_be_visible()
+    expect(page.locator("#reasoning-summary")).to_be_hidden()
+    assert page.url.endswith("?stage=differential")
+    page.get_by_role("button", name="Show all stages").click()
+    expect(page.locator("#reasoning-summary")).to_be_visible()
+
+
+def test_editing_the_case_turns_the_stages_stale(workspace, case, simulator):
+    page = workspace
+    page.locator("[data-action=run-group][data-group-key=assessment]").click()
+    expect(_step(page, "differential")).to_have_attribute("data-status", "complete", timeout=30_000)
+
+    page.get_by_role("link", name="Edit case").click()
+    page.get_by_label("Vitals").fill("HR 130, BP 80/50")
+    page.get_by_role("button", name="Save changes").click()
+
+    expect(_step(page, "summary")).to_have_attribute("data-status", "stale")
+    expect(_step(page, "differential")).to_have_attribute("data-status", "stale")
+    expect(
+        page.get_by_role("status").filter(has_text="stages run before are now stale")
+    ).to_be_visible()
+    assert ClinicalCase.objects.get().vitals == "HR 130, BP 80/50"
+
+    page.locator("[data-action=run-stage][data-stage-key=summary]").click()
+    expect(_step(page, "summary")).to_have_attribute("data-status", "complete", timeout=30_000)
+    expect(_step(page, "differential")).to_have_attribute("data-status", "stale")
+    expect(page.locator("#reasoning-summary .history summary")).to_have_text("Earlier runs (1)")

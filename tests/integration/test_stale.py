@@ -1,0 +1,73 @@
+"""The clinician in the loop: what changed makes later conclusions stale; history stays."""
+
+import pytest
+
+from tests.streams import follow
+from workflow.models import StageRun
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _run(http, case, kind, key):
+    http.post(f"/cases/{case.pk}/{kind}/{key}/run")
+    follow(http, f"/cases/{case.pk}/{kind}/{key}/events")
+
+
+def _statuses(case) -> dict[str, str]:
+    return {key: run.status for key, run in case.latest_runs().items()}
+
+
+def test_re_running_a_stage_makes_the_stages_that_used_it_stale(alice_http, case, simulator):
+    _run(alice_http, case, "groups", "assessment")
+    _run(alice_http, case, "stages", "risk")
+    _run(alice_http, case, "stages", "differential")
+    assert _statuses(case) == {"summary": "complete", "differential": "complete", "risk": "stale"}
+
+
+def test_editing_the_case_makes_every_stage_stale_and_keeps_history(
+    alice_http, alice_client, case, simulator
+):
+    _run(alice_http, case, "groups", "assessment")
+    response = alice_client.post(
+        f"/cases/{case.pk}/edit/",
+        {"age": "58", "sex": "male", "chief_complaint": "Chest pain for 2 hours",
+         "vitals": "HR 130, BP 80/50"},
+    )  # fmt: skip
+    assert response.status_code == 302
+    assert _statuses(case) == {"summary": "stale", "differential": "stale"}
+    page = alice_client.get(f"/cases/{case.pk}/").text
+    assert 'data-stage-key="differential" data-status="stale"' in page
+    assert "the case or an earlier stage changed since" in page
+
+    _run(alice_http, case, "stages", "summary")
+    page = alice_client.get(f"/cases/{case.pk}/").text
+    assert "Earlier runs (1)" in page
+    assert StageRun.objects.filter(stage_key="summary").count() == 2
+    assert "HR 130, BP 80/50" in simulator.requests()[-1]["messages"][-1]["content"]
+
+
+def test_saving_an_unchanged_case_changes_nothing(alice_http, alice_client, case, simulator):
+    _run(alice_http, case, "stages", "summary")
+    alice_client.post(
+        f"/cases/{case.pk}/edit/",
+        {"age": "58", "sex": "male", "chief_complaint": "Chest pain for 2 hours",
+         "vitals": "HR 104, BP 150/90"},
+    )  # fmt: skip
+    assert _statuses(case) == {"summary": "complete"}
+
+
+def test_a_stale_stage_must_be_run_again_before_the_ones_after_it(
+    alice_http, alice_client, case, simulator
+):
+    _run(alice_http, case, "stages", "summary")
+    case.mark_all_stale()
+    response = alice_client.post(f"/cases/{case.pk}/stages/differential/run",
+                                 headers={"HX-Request": "true"})  # fmt: skip
+    assert "Run Problem representation first" in response.text
+
+
+def test_the_case_list_shows_progress_and_last_activity(alice_http, alice_client, case, simulator):
+    _run(alice_http, case, "groups", "assessment")
+    page = alice_client.get("/").text
+    assert "2 / 6 stages complete" in page
+    assert "0\xa0minutes ago" in page
