@@ -100,15 +100,26 @@ CHANNEL_LAYERS = {
 LLM_BASE_URL = os.environ.get("LLM_BASE_URL") or None
 LLM_API_KEY = os.environ.get("LLM_API_KEY") or None
 LLM_MODEL = os.environ.get("LLM_MODEL", "gpt-4o-mini")
-LLM_CONNECT_TIMEOUT = env_float("LLM_CONNECT_TIMEOUT", 10.0)
-LLM_READ_TIMEOUT = env_float("LLM_READ_TIMEOUT", 60.0)
 LLM_MAX_TOKENS = int(os.environ.get("LLM_MAX_TOKENS", 2048))
 DEMO_WORDS_PER_SECOND = env_float("DEMO_WORDS_PER_SECOND", 30.0)
+# How long to wait for a provider, and how hard to try, in one place (seconds).
+LLM_LIMITS = {
+    "connect_timeout": env_float("LLM_CONNECT_TIMEOUT", 10.0),
+    "first_token_timeout": env_float("LLM_FIRST_TOKEN_TIMEOUT", 60.0),
+    "idle_timeout": env_float("LLM_IDLE_TIMEOUT", 30.0),
+    "deadline": env_float("LLM_DEADLINE", 600.0),
+    "attempts": int(os.environ.get("LLM_ATTEMPTS", 4)),
+    "backoff": env_float("LLM_BACKOFF", 1.0),
+    "backoff_max": env_float("LLM_BACKOFF_MAX", 30.0),
+}
+# A running generation renews its lease this often; one whose lease ran out (its process
+# died) is marked interrupted. Lease + heartbeat stays under 30 s.
+LEASE_SECONDS = env_float("LEASE_SECONDS", 15.0)
 
 # Streaming: how often the runner persists and publishes what it received, and how often
 # an idle event stream sends a heartbeat comment.
 STREAM_FLUSH_INTERVAL = env_float("STREAM_FLUSH_INTERVAL", 0.05)
-STREAM_HEARTBEAT_INTERVAL = env_float("STREAM_HEARTBEAT_INTERVAL", 15.0)
+STREAM_HEARTBEAT_INTERVAL = env_float("STREAM_HEARTBEAT_INTERVAL", 10.0)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

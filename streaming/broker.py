@@ -78,3 +78,27 @@ async def follow[S: Snapshot](
         if receiving is not None:
             receiving.cancel()
         await layer.group_discard(group, channel)
+
+
+async def signal(group: str) -> None:
+    """A one-off signal (a stop request) to whoever listens on `group`."""
+    await _send(group, {})
+
+
+async def signals(group: str, *, tick: float) -> AsyncIterator[bool]:
+    """True for each signal on `group`, False every `tick` seconds without one."""
+    layer = get_channel_layer()
+    channel = await layer.new_channel()
+    await layer.group_add(group, channel)
+    receiving: asyncio.Task | None = None
+    try:
+        while True:
+            receiving = receiving or asyncio.ensure_future(layer.receive(channel))
+            done, _ = await asyncio.wait({receiving}, timeout=tick)
+            if done:
+                receiving = None
+            yield bool(done)
+    finally:
+        if receiving is not None:
+            receiving.cancel()
+        await layer.group_discard(group, channel)

@@ -113,6 +113,10 @@ def server_url(simulator_process, django_db_setup):
         "LLM_API_KEY": "test-key",
         "LLM_MODEL": "simulator",
         "STREAM_HEARTBEAT_INTERVAL": "1",
+        "LLM_BACKOFF": "0.05",
+        "LLM_FIRST_TOKEN_TIMEOUT": "5",
+        "LLM_IDLE_TIMEOUT": "1.5",
+        "LEASE_SECONDS": "3",
         "DEBUG": "true",
     }
     args = [

@@ -13,7 +13,7 @@ from django.http import HttpRequest
 from django.template.loader import render_to_string
 
 from streaming import broker, sse
-from workflow import workspace
+from workflow import leases, workspace
 from workflow.models import ChatMessage, ClinicalCase, StageRun, WorkflowRun
 
 PAGE = workspace.PAGE
@@ -89,6 +89,8 @@ async def events(
     heartbeat = settings.STREAM_HEARTBEAT_INTERVAL
     async for item in broker.follow(followed.group_name, snapshot, heartbeat=heartbeat):
         if item is broker.HEARTBEAT:
+            # Whoever watches notices a generation whose process died.
+            await sync_to_async(leases.interrupt_abandoned)(followed.case_id)
             yield sse.comment("heartbeat")
         elif isinstance(item, broker.Delta):
             context = {"prefix": prefix, "id": item.id, "texts": item.texts}

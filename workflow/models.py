@@ -1,3 +1,4 @@
+from datetime import timedelta
 from itertools import chain
 
 from django.conf import settings
@@ -21,6 +22,11 @@ class Status(models.TextChoices):
 
 
 ACTIVE = (Status.QUEUED, Status.RUNNING)
+RESUMABLE = (Status.ERROR, Status.CANCELLED, Status.INTERRUPTED)
+
+
+def new_lease():
+    return timezone.now() + timedelta(seconds=settings.LEASE_SECONDS)
 
 
 class CannotStart(Exception):
@@ -157,6 +163,25 @@ class ClinicalCase(models.Model):
         reply = ChatMessage.objects.create(case=self, role=ChatMessage.Role.ASSISTANT)
         return asked, reply
 
+    def continue_stage_run(self, stage_key: str) -> "StageRun":
+        """A new run that carries on from the partial text of the stage's last run."""
+        last = self.stage_runs.filter(stage_key=stage_key).order_by("-queued_at", "-id").first()
+        if last is None or not last.resumable:
+            raise CannotStart("There is nothing to continue: run the stage.")
+        return StageRun.objects.create(
+            case=self, stage_key=stage_key, continued_from=last, inputs=last.inputs,
+            reasoning=last.reasoning, summary=last.summary, thinking=last.thinking,
+        )  # fmt: skip
+
+    def retry_reply(self, reply_id: int) -> "ChatMessage":
+        """A new reply to the same conversation; the failed one stays, as it was."""
+        if self.chat_messages.filter(status__in=ACTIVE).exists():
+            raise CannotStart("Wait for the current reply to finish, or stop it.")
+        failed = self.chat_messages.get(pk=reply_id, role=ChatMessage.Role.ASSISTANT)
+        if failed.status not in RESUMABLE:
+            raise CannotStart("That reply is complete.")
+        return ChatMessage.objects.create(case=self, role=ChatMessage.Role.ASSISTANT)
+
     def mark_stale_after(self, stage_key: str) -> int:
         """A stage is running again: the complete runs that used its old output are stale."""
         return self.stage_runs.filter(status=Status.COMPLETE, inputs__has_key=stage_key).update(
@@ -216,9 +241,24 @@ class Generation(Streamable, models.Model):
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
     error_code = models.CharField(max_length=40, blank=True)
     error_message = models.TextField(blank=True)
+    notice = models.CharField(max_length=200, blank=True, help_text="E.g. a retry in progress.")
+    cancel_requested = models.BooleanField(default=False)
+    lease_expires_at = models.DateTimeField(
+        default=new_lease, help_text="Renewed while a process generates it; then interrupted."
+    )
 
     class Meta:
         abstract = True
+
+    @property
+    def cancel_group(self) -> str:
+        """Where a stop request is signalled to the process generating it."""
+        return f"stop.{self.group_name}"
+
+    @property
+    def resumable(self) -> bool:
+        """Ended early with text kept: the model can be asked to carry on."""
+        return self.status in RESUMABLE and bool(self.text_so_far)
 
     @property
     def finished(self) -> bool:
@@ -305,6 +345,10 @@ class StageRun(Generation):
     inputs = models.JSONField(
         default=dict, blank=True, help_text="The earlier stage runs whose summaries it used."
     )
+    continued_from = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="continuations",
+        help_text="The run whose partial text this one carries on from.",
+    )  # fmt: skip
 
     class Meta:
         ordering = ["-queued_at", "-id"]
@@ -323,6 +367,17 @@ class StageRun(Generation):
     @property
     def stage(self) -> Stage:
         return STAGES[self.stage_key]
+
+    @property
+    def text_so_far(self) -> str:
+        return self.reasoning + self.summary
+
+    def raw_output(self) -> str:
+        """The text as the model wrote it, tags included, for asking it to carry on."""
+        raw = f"<detailed>{self.reasoning}"
+        if self.summary:
+            raw += f"</detailed>\n<summary>{self.summary}"
+        return raw
 
 
 class ChatMessage(Generation):
@@ -351,3 +406,7 @@ class ChatMessage(Generation):
 
     def __str__(self) -> str:
         return f"{self.role} message in case {self.case_id}"
+
+    @property
+    def text_so_far(self) -> str:
+        return self.content

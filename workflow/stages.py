@@ -147,6 +147,21 @@ def chat_messages(
     ]
 
 
+CONTINUE = (
+    "Your answer above was cut off. Continue exactly where it stopped, without repeating "
+    "anything already written, in the same format."
+)
+
+
+def continuing_messages(messages: list[dict[str, str]], partial: str) -> list[dict[str, str]]:
+    """Asks the model to carry on from the partial answer it had written."""
+    return [
+        *messages,
+        {"role": "assistant", "content": partial},
+        {"role": "user", "content": CONTINUE},
+    ]
+
+
 def summarising_messages(stage: Stage, reasoning: str) -> list[dict[str, str]]:
     """Asks for the summary a model left out, from its own reasoning."""
     return [

@@ -8,9 +8,9 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from streaming.response import sse_response
-from workflow import events, runner, workspace
+from workflow import events, leases, runner, workspace
 from workflow.forms import ChatForm, ClinicalCaseForm
-from workflow.models import CannotStart, ChatMessage, ClinicalCase, WorkflowRun
+from workflow.models import ACTIVE, CannotStart, ChatMessage, ClinicalCase, WorkflowRun
 from workflow.stages import RUNNABLE_GROUPS, STAGES
 
 
@@ -30,6 +30,7 @@ async def aget_case_for_user(request, case_id: int) -> ClinicalCase:
 @login_required
 @require_GET
 def case_list(request):
+    leases.interrupt_abandoned()
     cases = ClinicalCase.objects.visible_to(request.user).with_last_activity()
     rows = [(case, case.stages_complete()) for case in cases]
     return render(request, "workflow/case_list.html", {"rows": rows, "stage_count": len(STAGES)})
@@ -65,6 +66,7 @@ def case_edit(request, case_id: int):
 @require_GET
 def workspace_page(request, case_id: int):
     case = get_case_for_user(request, case_id)
+    leases.interrupt_abandoned(case.pk)
     context = workspace.page(case, request.GET.get("stage"))
     return render(request, "workflow/workspace.html", {**context, "form": ChatForm()})
 
@@ -93,13 +95,62 @@ async def _start(request, case: ClinicalCase, stage_keys, group_key):
     except CannotStart as refusal:
         return await _refuse(request, case, str(refusal))
     if workflow:
-        runner.start_workflow_run(workflow)
+        runner.start_workflow_run(workflow, runs)
     else:
         runner.start_stage_run(runs[0])
+    return await _started(request, case, workflow or runs[0], runs)
+
+
+async def _started(request, case, followed, runs):
     if not request.htmx:
         return redirect(case)
-    html = await sync_to_async(_started_fragments)(request, case, workflow or runs[0], runs)
-    return HttpResponse(html)
+    return HttpResponse(await sync_to_async(_started_fragments)(request, case, followed, runs))
+
+
+@login_required
+@require_POST
+async def continue_stage(request, case_id: int, stage_key: str):
+    case = await aget_case_for_user(request, case_id)
+    if stage_key not in STAGES:
+        raise Http404("No such stage.")
+    try:
+        run = await sync_to_async(case.continue_stage_run)(stage_key)
+    except CannotStart as refusal:
+        return await _refuse(request, case, str(refusal))
+    runner.start_stage_run(run)
+    return await _started(request, case, run, [run])
+
+
+@login_required
+@require_POST
+async def cancel_stage(request, case_id: int, stage_key: str):
+    case = await aget_case_for_user(request, case_id)
+    active = case.stage_runs.filter(stage_key=stage_key, status__in=ACTIVE)
+    return await _stop(request, case, [run async for run in active])
+
+
+@login_required
+@require_POST
+async def cancel_group(request, case_id: int, group_key: str):
+    case = await aget_case_for_user(request, case_id)
+    active = case.stage_runs.filter(workflow_run__group_key=group_key, status__in=ACTIVE)
+    return await _stop(request, case, [run async for run in active])
+
+
+@login_required
+@require_POST
+async def cancel_reply(request, case_id: int, message_id: int):
+    case = await aget_case_for_user(request, case_id)
+    active = case.chat_messages.filter(pk=message_id, status__in=ACTIVE)
+    return await _stop(request, case, [reply async for reply in active])
+
+
+async def _stop(request, case: ClinicalCase, generations):
+    """Ask for a stop; the page sees it happen on the stream it follows."""
+    await sync_to_async(leases.request_stop)(generations)
+    if request.htmx:
+        return HttpResponse(status=204)
+    return redirect(case)
 
 
 def _started_fragments(request, case, followed, runs) -> str:
@@ -135,12 +186,27 @@ async def chat(request, case_id: int):
     except CannotStart as refusal:
         return await _refuse(request, case, str(refusal))
     runner.start_chat_reply(reply)
+    return _replying(request, case, [asked, reply])
+
+
+@login_required
+@require_POST
+async def retry_reply(request, case_id: int, message_id: int):
+    case = await aget_case_for_user(request, case_id)
+    try:
+        reply = await sync_to_async(case.retry_reply)(message_id)
+    except (CannotStart, ChatMessage.DoesNotExist) as refusal:
+        return await _refuse(request, case, str(refusal))
+    runner.start_chat_reply(reply)
+    return _replying(request, case, [reply])
+
+
+def _replying(request, case: ClinicalCase, new_messages):
+    """The page's answer to a question: show it, follow the reply's stream."""
     if not request.htmx:
         return redirect(case)
-    bubbles = [
-        workspace.fragment(request, "chat-bubble", {"message": message})
-        for message in (asked, reply)
-    ]
+    reply = new_messages[-1]
+    bubbles = [workspace.fragment(request, "chat-bubble", {"message": m}) for m in new_messages]
     context = {"stream_url": workspace.events_url(reply), "case_id": case.pk, "replying": True}
     html = workspace.fragments(request, ["stream-host", "chat-form", "notice"], context)
     return HttpResponse(html + workspace.fragment(request, "append-to-chat", {"bubbles": bubbles}))

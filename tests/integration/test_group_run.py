@@ -75,7 +75,7 @@ def test_a_reconnect_mid_group_loses_and_repeats_nothing(alice_http, case, simul
 
 
 def test_a_failed_stage_stops_the_group_and_says_why(alice_http, case, simulator):
-    simulator.configure(faults=["500"])
+    simulator.configure(faults=["500"] * 4)  # every attempt
     view, _ = follow(alice_http, _run_group(alice_http, case, "assessment"))
     statuses = dict(StageRun.objects.values_list("stage_key", "status"))
     assert statuses == {"summary": "error", "differential": "cancelled"}

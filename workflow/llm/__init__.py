@@ -1,10 +1,29 @@
 """The LLM service layer: one interface (`Engine`), one module per provider."""
 
+from dataclasses import dataclass
+
 from django.conf import settings
 
 from workflow.llm.base import Delta, Engine, LLMRequest, Usage
 
-__all__ = ["Delta", "Engine", "LLMRequest", "Usage", "get_engine"]
+__all__ = ["Delta", "Engine", "LLMRequest", "Limits", "Usage", "get_engine", "limits"]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How long to wait for a provider and how often to try (seconds)."""
+
+    connect_timeout: float
+    first_token_timeout: float
+    idle_timeout: float
+    deadline: float
+    attempts: int
+    backoff: float
+    backoff_max: float
+
+
+def limits() -> Limits:
+    return Limits(**settings.LLM_LIMITS)
 
 
 def get_engine() -> Engine:
@@ -15,11 +34,12 @@ def get_engine() -> Engine:
         return OfflineDemoEngine(words_per_second=settings.DEMO_WORDS_PER_SECOND)
     from workflow.llm.openai_engine import OpenAIEngine
 
+    limit = limits()
     return OpenAIEngine(
         base_url=settings.LLM_BASE_URL,
         api_key=settings.LLM_API_KEY,
         model=settings.LLM_MODEL,
-        connect_timeout=settings.LLM_CONNECT_TIMEOUT,
-        read_timeout=settings.LLM_READ_TIMEOUT,
+        connect_timeout=limit.connect_timeout,
+        read_timeout=max(limit.first_token_timeout, limit.idle_timeout),
         max_tokens=settings.LLM_MAX_TOKENS,
     )

@@ -4,6 +4,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from workflow.stages import CONTINUE
+
 
 @dataclass(frozen=True)
 class Usage:
@@ -36,3 +38,18 @@ class Engine(Protocol):
     def stream(self, request: LLMRequest) -> AsyncIterator[Delta]: ...
 
     async def complete(self, request: LLMRequest) -> str: ...
+
+
+def is_continuation(messages: list[dict[str, str]]) -> bool:
+    """Whether the request asks to carry on from the partial answer before it."""
+    return len(messages) >= 2 and messages[-1]["content"] == CONTINUE
+
+
+def remainder(full: str, messages: list[dict[str, str]]) -> str:
+    """For a deterministic engine: what is left of `full` when asked to carry on from the
+    partial answer in the second-to-last message (the whole of it otherwise)."""
+    if is_continuation(messages):
+        partial = messages[-2]["content"]
+        if full.startswith(partial):
+            return full[len(partial) :]
+    return full

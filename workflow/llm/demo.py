@@ -9,7 +9,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from workflow.llm.base import Delta, LLMRequest, Usage
+from workflow.llm.base import Delta, LLMRequest, Usage, remainder
 
 LABEL = "offline demo engine — not an LLM"
 
@@ -207,7 +207,7 @@ def reply(question: str, facts: list[tuple[str, str]]) -> str:
 def _text(request: LLMRequest) -> str:
     if request.stage_key is None:
         return reply(request.question, request.case_facts)
-    return compose(request.stage_key, request.case_facts)
+    return remainder(compose(request.stage_key, request.case_facts), request.messages)
 
 
 class OfflineDemoEngine:

@@ -1,17 +1,57 @@
-"""What a provider failure means, in words a clinician can act on."""
+"""Provider failures: which are worth another attempt, and what they mean to a clinician."""
+
+import random
 
 import openai
 
 
+class FirstTokenTimeout(TimeoutError):
+    """The provider accepted the request but did not start answering in time."""
+
+
+class IdleTimeout(TimeoutError):
+    """The provider stopped sending in the middle of its answer."""
+
+
+class DeadlineExceeded(TimeoutError):
+    """The whole generation took longer than it may."""
+
+
+def retryable(exc: BaseException) -> bool:
+    """Worth another attempt when nothing has been generated yet."""
+    match exc:
+        case openai.RateLimitError() | openai.APIConnectionError() | FirstTokenTimeout():
+            return True
+        case openai.APIStatusError():
+            return exc.status_code >= 500
+    return False
+
+
+def backoff_delay(exc: BaseException, attempt: int, base: float, cap: float) -> float:
+    """Seconds before attempt `attempt + 1`: the provider's Retry-After, else full jitter."""
+    if isinstance(exc, openai.APIStatusError):
+        try:
+            return min(float(exc.response.headers.get("retry-after", "")), cap)
+        except ValueError:
+            pass
+    return random.uniform(0, min(cap, base * 2 ** (attempt - 1)))
+
+
 def describe(exc: BaseException) -> tuple[str, str]:
-    """An error code and a sentence saying what happened (no technical detail, no PHI)."""
+    """An error code and what happened, in a sentence (no technical detail, no PHI)."""
     match exc:
         case openai.AuthenticationError() | openai.PermissionDeniedError():
             return "auth", "The AI provider refused the credentials (check LLM_API_KEY)."
         case openai.RateLimitError():
-            return "rate_limited", "The AI provider is busy and refused the request."
+            return "rate_limited", "The AI provider stayed busy and refused every attempt."
+        case FirstTokenTimeout():
+            return "first_token_timeout", "The AI provider did not start answering in time."
+        case IdleTimeout():
+            return "idle_timeout", "The AI provider stopped sending in the middle of its answer."
+        case DeadlineExceeded():
+            return "deadline", "The answer took longer than the time a stage may take."
         case openai.APITimeoutError() | TimeoutError():
-            return "timeout", "The AI provider stopped answering in time."
+            return "timeout", "The AI provider did not answer in time."
         case openai.APIConnectionError():
             return "connection_lost", "The connection to the AI provider was lost."
         case openai.APIStatusError() if exc.status_code >= 500:

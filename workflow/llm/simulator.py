@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass, field
 from http import HTTPStatus
 from typing import Any
 
+from workflow.llm.base import is_continuation, remainder
+
 WORDS = (
     "the",
     "patient",
@@ -55,7 +57,9 @@ class Config:
 
 
 def answer(messages: list[dict[str, str]], words: int, *, summary: bool = True) -> str:
-    """The deterministic answer to a conversation."""
+    """The deterministic answer to a conversation; asked to carry on, the rest of it."""
+    if is_continuation(messages):
+        return remainder(answer(messages[:-2], words, summary=summary), messages)
     prompt = messages[-1]["content"] if messages else ""
     digest = int(hashlib.sha256(prompt.encode()).hexdigest(), 16)
     body = " ".join(WORDS[(digest + n) % len(WORDS)] for n in range(words))

@@ -1,0 +1,81 @@
+"""Who is still generating: leases the running process renews, and stop requests.
+
+A generation's process renews its lease while it works; a lease that runs out means the
+process died (killed, redeployed), and whoever looks next marks the work interrupted,
+keeping every token it had persisted.
+"""
+
+from asgiref.sync import async_to_sync
+from django.db.models import F
+from django.utils import timezone
+
+from streaming import broker
+from workflow.models import (
+    ACTIVE,
+    ChatMessage,
+    Generation,
+    StageRun,
+    Status,
+    WorkflowRun,
+    new_lease,
+)
+
+INTERRUPTED = "The server generating this stopped before it finished (a restart or a crash)."
+
+
+def interrupt_abandoned(case_id: int | None = None) -> int:
+    """Mark interrupted the generations whose lease ran out; returns how many."""
+    now = timezone.now()
+    count = 0
+    for model in (StageRun, ChatMessage):
+        expired = model.objects.filter(status__in=ACTIVE, lease_expires_at__lt=now)
+        if case_id is not None:
+            expired = expired.filter(case_id=case_id)
+        for generation in expired:
+            claimed = model.objects.filter(
+                pk=generation.pk, status__in=ACTIVE, lease_expires_at__lt=now
+            ).update(
+                status=Status.INTERRUPTED, seq=F("seq") + 1, finished_at=now,
+                error_code="interrupted", error_message=INTERRUPTED, notice="",
+            )  # fmt: skip
+            if claimed:
+                count += 1
+                _announce(generation)
+    return count
+
+
+def _announce(generation: Generation) -> None:
+    generation.refresh_from_db()
+    async_to_sync(broker.publish_change)(generation.group_name, generation.seq)
+    workflow_id = getattr(generation, "workflow_run_id", None)
+    if workflow_id is None:
+        return
+    workflow = WorkflowRun.objects.get(pk=workflow_id)
+    runs = list(workflow.stage_runs.all())
+    if workflow.finished_at is None and all(run.finished for run in runs):
+        WorkflowRun.objects.filter(pk=workflow.pk).update(
+            seq=F("seq") + 1, finished_at=timezone.now()
+        )
+        workflow.seq += 1
+    group_seq = workflow.seq + sum(run.seq for run in runs)
+    async_to_sync(broker.publish_change)(workflow.group_name, group_seq)
+
+
+def request_stop(generations: list[Generation]) -> None:
+    """Ask the processes generating these to stop; they keep what they generated."""
+    for generation in generations:
+        type(generation).objects.filter(pk=generation.pk, status__in=ACTIVE).update(
+            cancel_requested=True
+        )
+        async_to_sync(broker.signal)(generation.cancel_group)
+
+
+async def arenew(generations: list[Generation]) -> None:
+    """Keep the leases of these generations while this process works on them."""
+    expires = new_lease()
+    for generation in generations:
+        await (
+            type(generation)
+            .objects.filter(pk=generation.pk, status__in=ACTIVE)
+            .aupdate(lease_expires_at=expires)
+        )
