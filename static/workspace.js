@@ -88,6 +88,57 @@
     input.form.requestSubmit();
   });
 
+  // When the event stream cannot reconnect after several tries, say so and refresh the
+  // panels by polling the page until nothing is running any more.
+  const FAILURES_BEFORE_POLLING = 3;
+  const POLL_MILLISECONDS = 3000;
+  let failures = 0;
+  let polling = null;
+
+  document.addEventListener("htmx:sseOpen", function () { failures = 0; });
+  document.addEventListener("htmx:sseError", function () {
+    failures += 1;
+    if (failures >= FAILURES_BEFORE_POLLING && polling === null) { startPolling(); }
+  });
+
+  function say(text) {
+    const notice = document.getElementById("notice");
+    if (notice) { notice.textContent = text; }
+  }
+
+  function startPolling() {
+    htmx.swap("#stream-host", '<div id="stream-host"></div>', { swapStyle: "outerHTML" });
+    say("Live updates are unavailable. Refreshing every few seconds until the work ends.");
+    polling = setInterval(refresh, POLL_MILLISECONDS);
+    refresh();
+  }
+
+  function replace(fresh, selector) {
+    fresh.querySelectorAll(selector).forEach(function (element) {
+      const old = element.id && document.getElementById(element.id);
+      if (old) {
+        old.replaceWith(element);
+        htmx.process(element);
+      }
+    });
+  }
+
+  async function refresh() {
+    let response;
+    try {
+      response = await fetch(window.location.href, { headers: { Accept: "text/html" } });
+    } catch (error) {
+      return;  // offline for now: try again at the next tick
+    }
+    if (!response.ok) { return; }
+    const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
+    replace(fresh, "#stepper, .reasoning, #chat-log, #chat-form");
+    if (!fresh.querySelector('[data-status="running"], [data-status="queued"]')) {
+      clearInterval(polling);
+      say("Live updates are unavailable; this page shows the finished work. Reload to try live updates again.");
+    }
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     const panel = document.getElementById("reasoning-panel");
     if (panel && panel.dataset.selected) { selectStage(panel.dataset.selected); }

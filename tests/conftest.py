@@ -72,8 +72,11 @@ class Simulator:
         return self.state()["requests"]
 
 
-def _start(args: list[str], env: dict[str, str], url: str) -> subprocess.Popen:
-    process = subprocess.Popen(args, cwd=ROOT, env={**os.environ, **env})
+def _start(args: list[str], env: dict[str, str], url: str, log: Path | None = None):
+    output = log.open("w") if log else None
+    process = subprocess.Popen(
+        args, cwd=ROOT, env={**os.environ, **env}, stdout=output, stderr=subprocess.STDOUT
+    )
     wait_until_up(url, process)
     return process
 
@@ -103,33 +106,39 @@ def simulator(simulator_process):
     return simulator_process
 
 
-@pytest.fixture(scope="session")
-def server_url(simulator_process, django_db_setup):
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {
+def server_env(simulator: Simulator) -> dict[str, str]:
+    """The app's environment under test: the test database, the simulator, short limits."""
+    return {
         "DATABASE_URL": _test_database_url(),
-        "LLM_BASE_URL": simulator_process.base_url,
+        "LLM_BASE_URL": simulator.base_url,
         "LLM_API_KEY": "test-key",
         "LLM_MODEL": "simulator",
         "STREAM_HEARTBEAT_INTERVAL": "1",
         "LLM_BACKOFF": "0.05",
-        "LLM_FIRST_TOKEN_TIMEOUT": "5",
+        "LLM_FIRST_TOKEN_TIMEOUT": "3",
         "LLM_IDLE_TIMEOUT": "1.5",
         "LEASE_SECONDS": "3",
         "DEBUG": "true",
     }
-    args = [
-        sys.executable,
-        "-m",
-        "daphne",
-        "-b",
-        "127.0.0.1",
-        "-p",
-        str(port),
-        "medhastra.asgi:application",
-    ]
-    process = _start(args, env, f"{url}/healthz")
+
+
+def start_server(simulator: Simulator, log: Path, **env) -> tuple[str, subprocess.Popen]:
+    """Daphne serving the app on a free port, its output in `log`."""
+    port = free_port()
+    args = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
+            "medhastra.asgi:application"]  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    return url, _start(args, {**server_env(simulator), **env}, f"{url}/healthz", log)
+
+
+@pytest.fixture(scope="session")
+def server_log(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("server") / "daphne.log"
+
+
+@pytest.fixture(scope="session")
+def server_url(simulator_process, django_db_setup, server_log):
+    url, process = start_server(simulator_process, server_log)
     yield url
     _stop(process)
 

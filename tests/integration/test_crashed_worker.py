@@ -1,0 +1,56 @@
+"""A process that dies mid-generation: its work turns interrupted, nothing is lost."""
+
+import signal
+import time
+
+import httpx
+import pytest
+
+from tests.conftest import start_server
+from tests.streams import follow, squash
+from workflow.llm.simulator import answer
+from workflow.models import StageRun
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _wait_until_it_generates():
+    deadline = time.monotonic() + 10
+    while not StageRun.objects.get().reasoning:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
+def test_a_killed_server_leaves_an_interrupted_stage_that_can_continue(
+    alice_http, case, simulator, tmp_path
+):
+    simulator.configure(tps=20, words=200)
+    doomed_url, doomed = start_server(simulator, tmp_path / "doomed.log")
+    try:
+        with httpx.Client(
+            base_url=doomed_url, cookies=alice_http.cookies, headers=alice_http.headers
+        ) as http:
+            assert http.post(f"/cases/{case.pk}/stages/summary/run").status_code == 302
+        _wait_until_it_generates()
+    finally:
+        doomed.send_signal(signal.SIGKILL)
+        doomed.wait()
+    killed_at = time.monotonic()
+
+    view, _ = follow(alice_http, f"/cases/{case.pk}/stages/summary/events")
+
+    run = StageRun.objects.get()
+    assert run.status == "interrupted"
+    assert time.monotonic() - killed_at < 30
+    assert run.reasoning and squash(view.text("reasoning")) == squash(run.reasoning)
+    assert "was interrupted" in view.events[-1].data
+    assert 'data-action="continue"' in view.events[-1].data
+
+    simulator.configure(tps=500)
+    assert alice_http.post(f"/cases/{case.pk}/stages/summary/continue").status_code == 302
+    view, _ = follow(alice_http, f"/cases/{case.pk}/stages/summary/events")
+    state = simulator.state()
+    full = answer(state["requests"][0]["messages"], state["words"])
+    assert squash(view.text("reasoning")) == squash(
+        full.split("<detailed>")[1].split("</detailed>")[0]
+    )

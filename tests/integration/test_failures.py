@@ -1,0 +1,159 @@
+"""Provider failures, stop, retry and continue, against the simulator's faults."""
+
+import re
+import time
+
+import pytest
+
+from tests.streams import follow, squash
+from workflow.llm.simulator import answer
+from workflow.models import ChatMessage, StageRun
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _post(http, case, path):
+    response = http.post(f"/cases/{case.pk}/{path}", headers={"HX-Request": "true"})
+    assert response.status_code in (200, 204), response.text
+    return response
+
+
+def _run(http, case, key="summary"):
+    _post(http, case, f"stages/{key}/run")
+    return follow(http, f"/cases/{case.pk}/stages/{key}/events")[0]
+
+
+def _full_answer(simulator) -> tuple[str, str]:
+    """The whole answer the provider gives the first stage prompt it got."""
+    state = simulator.state()
+    stage_prompts = [r for r in state["requests"] if "<detailed>" in r["messages"][-1]["content"]]
+    text = answer(stage_prompts[0]["messages"], state["words"])
+    return (text.split("<detailed>")[1].split("</detailed>")[0],
+            text.split("<summary>")[1].split("</summary>")[0])  # fmt: skip
+
+
+def _wait_for(condition, seconds=10.0):
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_a_busy_provider_is_retried_and_the_clinician_sees_it(alice_http, case, simulator):
+    simulator.configure(faults=["429", "500"])
+    view = _run(alice_http, case)
+    assert any("retrying (2 of 4)" in e.data for e in view.events if e.event == "stage")
+    assert any("retrying (3 of 4)" in e.data for e in view.events if e.event == "stage")
+    run = StageRun.objects.get()
+    assert run.status == "complete" and run.notice == ""
+    assert len(simulator.requests()) == 3
+    reasoning, _ = _full_answer(simulator)
+    assert squash(view.text("reasoning")) == squash(reasoning)
+
+
+def test_a_provider_that_stays_down_ends_in_error_with_a_reference_in_the_log(
+    alice_http, case, simulator, server_log
+):
+    simulator.configure(faults=["500"] * 4)
+    view = _run(alice_http, case)
+    run = StageRun.objects.get()
+    assert (run.status, run.error_code) == ("error", "provider_error")
+    assert len(simulator.requests()) == 4
+    reference = re.search(r"Reference (\w{8})", run.error_message)[1]
+    assert reference in view.events[-1].data
+    assert "Traceback" not in view.events[-1].data
+    _wait_for(lambda: reference in server_log.read_text())
+    assert "Chest pain" not in server_log.read_text(), "no PHI in the logs"
+
+
+def test_a_provider_that_never_starts_is_retried_after_the_first_token_timeout(
+    alice_http, case, simulator
+):
+    simulator.configure(faults=["stall@0"])
+    _run(alice_http, case)
+    assert StageRun.objects.get().status == "complete"
+    assert len(simulator.requests()) == 2
+
+
+def test_a_stall_mid_stream_keeps_the_text_and_continue_finishes_it(alice_http, case, simulator):
+    simulator.configure(faults=["stall@40"])
+    view = _run(alice_http, case)
+    failed = StageRun.objects.get()
+    assert (failed.status, failed.error_code) == ("error", "idle_timeout")
+    assert failed.reasoning and squash(view.text("reasoning")) == squash(failed.reasoning)
+    assert 'data-action="continue"' in view.events[-1].data
+    assert 'data-action="retry"' in view.events[-1].data
+
+    _post(alice_http, case, "stages/summary/continue")
+    view = follow(alice_http, f"/cases/{case.pk}/stages/summary/events")[0]
+
+    reasoning, summary = _full_answer(simulator)
+    assert squash(view.text("reasoning")) == squash(reasoning)
+    assert squash(view.text("summary")) == squash(summary)
+    continued = StageRun.objects.latest("queued_at")
+    assert (continued.status, continued.continued_from) == ("complete", failed)
+    assert continued.reasoning == reasoning, "the partial text is the prefix, not repeated"
+    assert simulator.requests()[-1]["messages"][-2]["content"].startswith("<detailed>")
+
+
+def test_a_dropped_stream_can_be_retried_and_the_failed_run_stays_readable(
+    alice_http, alice_client, case, simulator
+):
+    simulator.configure(faults=["drop@25"])
+    _run(alice_http, case)
+    _post(alice_http, case, "stages/summary/run")
+    view = follow(alice_http, f"/cases/{case.pk}/stages/summary/events")[0]
+    reasoning, _ = _full_answer(simulator)
+    assert squash(view.text("reasoning")) == squash(reasoning)
+    assert list(StageRun.objects.order_by("queued_at").values_list("status", flat=True)) == [
+        "error", "complete"]  # fmt: skip
+    assert "Earlier runs (1)" in alice_client.get(f"/cases/{case.pk}/").text
+
+
+def test_stop_ends_a_running_stage_and_keeps_its_text(alice_http, case, simulator):
+    simulator.configure(tps=20, words=200)
+    _post(alice_http, case, "stages/summary/run")
+    _wait_for(lambda: StageRun.objects.get().reasoning)
+    _post(alice_http, case, "stages/summary/cancel")
+    view = follow(alice_http, f"/cases/{case.pk}/stages/summary/events")[0]
+
+    run = StageRun.objects.get()
+    assert (run.status, run.error_message) == ("cancelled", "Stopped by the clinician.")
+    assert run.reasoning and squash(view.text("reasoning")) == squash(run.reasoning)
+    assert len(run.reasoning) < len(_full_answer(simulator)[0])
+    time.sleep(0.5)
+    assert StageRun.objects.get().reasoning == run.reasoning, "nothing is appended after a stop"
+
+
+def test_stop_ends_a_group_and_the_stages_after_it(alice_http, case, simulator):
+    simulator.configure(tps=20, words=200)
+    _post(alice_http, case, "groups/assessment/run")
+    _wait_for(lambda: StageRun.objects.filter(status="running").exists())
+    _post(alice_http, case, "groups/assessment/cancel")
+    follow(alice_http, f"/cases/{case.pk}/groups/assessment/events")
+    statuses = dict(StageRun.objects.values_list("stage_key", "status"))
+    assert statuses == {"summary": "cancelled", "differential": "cancelled"}
+    assert (
+        StageRun.objects.get(stage_key="differential").error_message == "Stopped by the clinician."
+    )
+
+
+def test_a_failed_reply_can_be_retried_and_stop_ends_a_reply(alice_http, case, simulator):
+    simulator.configure(faults=["drop@5"])
+    alice_http.post(f"/cases/{case.pk}/chat", data={"message": "Aspirin?"})
+    failed = ChatMessage.objects.get(role="assistant")
+    follow(alice_http, f"/cases/{case.pk}/chat/{failed.pk}/events")
+    failed.refresh_from_db()
+    assert failed.status == "error" and failed.content
+
+    simulator.configure(tps=10, words=200)
+    _post(alice_http, case, f"chat/{failed.pk}/retry")
+    reply = ChatMessage.objects.filter(role="assistant").latest("queued_at")
+    _wait_for(lambda: ChatMessage.objects.get(pk=reply.pk).content)
+    _post(alice_http, case, f"chat/{reply.pk}/cancel")
+    view = follow(alice_http, f"/cases/{case.pk}/chat/{reply.pk}/events")[0]
+    reply.refresh_from_db()
+    assert reply.status == "cancelled" and reply.content
+    assert squash(view.text("reply", str(reply.pk))) == squash(reply.content)
+    conversation = simulator.requests()[-1]["messages"][1:]
+    assert conversation == [{"role": "user", "content": "Aspirin?"}], "failed replies stay out"
