@@ -93,12 +93,12 @@
   const FAILURES_BEFORE_POLLING = 3;
   const POLL_MILLISECONDS = 3000;
   let failures = 0;
-  let polling = null;
+  let polling = false;
 
   document.addEventListener("htmx:sseOpen", function () { failures = 0; });
   document.addEventListener("htmx:sseError", function () {
     failures += 1;
-    if (failures >= FAILURES_BEFORE_POLLING && polling === null) { startPolling(); }
+    if (failures >= FAILURES_BEFORE_POLLING && !polling) { startPolling(); }
   });
 
   function say(text) {
@@ -109,7 +109,7 @@
   function startPolling() {
     htmx.swap("#stream-host", '<div id="stream-host"></div>', { swapStyle: "outerHTML" });
     say("Live updates are unavailable. Refreshing every few seconds until the work ends.");
-    polling = setInterval(refresh, POLL_MILLISECONDS);
+    polling = true;
     refresh();
   }
 
@@ -124,19 +124,28 @@
   }
 
   async function refresh() {
-    let response;
+    const fresh = await fetchPage();
+    if (fresh) {
+      const working = fresh.querySelector('[data-status="running"], [data-status="queued"]');
+      replace(fresh, "#stepper, .reasoning, #chat-log, #chat-form");  // moves them out of `fresh`
+      if (!working) {
+        say("Live updates are unavailable; this page shows the finished work. Reload to try live updates again.");
+        return;
+      }
+    }
+    setTimeout(refresh, POLL_MILLISECONDS);
+  }
+
+  async function fetchPage() {
     try {
-      response = await fetch(window.location.href, { headers: { Accept: "text/html" } });
+      const response = await fetch(window.location.href, { headers: { Accept: "text/html" } });
+      if (response.ok) {
+        return new DOMParser().parseFromString(await response.text(), "text/html");
+      }
     } catch (error) {
-      return;  // offline for now: try again at the next tick
+      // offline for now: try again at the next tick
     }
-    if (!response.ok) { return; }
-    const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
-    replace(fresh, "#stepper, .reasoning, #chat-log, #chat-form");
-    if (!fresh.querySelector('[data-status="running"], [data-status="queued"]')) {
-      clearInterval(polling);
-      say("Live updates are unavailable; this page shows the finished work. Reload to try live updates again.");
-    }
+    return null;
   }
 
   document.addEventListener("DOMContentLoaded", function () {

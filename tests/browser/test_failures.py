@@ -1,0 +1,85 @@
+"""What a clinician sees when things fail, in Chromium: nothing lost, a clear next step."""
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser.conftest import log_in
+from tests.streams import squash
+from workflow.llm.simulator import answer
+from workflow.models import StageRun
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def workspace(page, alice, case):
+    log_in(page, "alice", "alice-password-1")
+    page.goto(f"/cases/{case.pk}/")
+    return page
+
+
+def _full_reasoning(simulator) -> str:
+    state = simulator.state()
+    text = answer(state["requests"][0]["messages"], state["words"])
+    return text.split("<detailed>")[1].split("</detailed>")[0]
+
+
+def test_a_mid_stream_failure_shows_in_both_panels_and_continue_finishes(workspace, simulator):
+    page = workspace
+    simulator.configure(faults=["drop@40"], tps=60)
+    page.locator("[data-action=run-stage][data-stage-key=summary]").click()
+
+    step = page.locator("li[data-stage-key=summary]")
+    expect(step).to_have_attribute("data-status", "error", timeout=20_000)
+    panel_error = page.locator("#reasoning-summary [role=alert]")
+    expect(panel_error).to_contain_text("The connection to the AI provider was lost.")
+    expect(panel_error).to_contain_text("What was generated before that is kept above.")
+    expect(panel_error).to_contain_text("Reference")
+    chat_error = page.locator("#chat-log [role=alert]")
+    expect(chat_error).to_contain_text("Problem representation stopped early.")
+    partial = squash(page.locator("[data-reasoning=summary]").inner_text())
+    assert partial and _full_reasoning(simulator).startswith(partial[:50])
+
+    retry = page.locator("#reasoning-summary [data-action=retry]")
+    expect(retry).to_be_visible()
+    cont = page.locator("#reasoning-summary [data-action=continue]")
+    cont.focus()
+    page.keyboard.press("Enter")
+
+    expect(step).to_have_attribute("data-status", "complete", timeout=20_000)
+    final = squash(page.locator("#reasoning-summary [data-reasoning=summary]").inner_text())
+    assert final == squash(_full_reasoning(simulator))
+
+
+def test_stop_ends_the_stage_and_keeps_the_text(workspace, simulator):
+    page = workspace
+    simulator.configure(tps=15, words=300)
+    page.locator("[data-action=run-stage][data-stage-key=summary]").click()
+    reasoning = page.locator("[data-reasoning=summary]")
+    expect(reasoning).to_contain_text("Simulated reasoning")
+    page.get_by_role("button", name="Stop problem representation").click()
+
+    step = page.locator("li[data-stage-key=summary]")
+    expect(step).to_have_attribute("data-status", "cancelled")
+    expect(page.locator("#reasoning-summary [role=alert]")).to_contain_text(
+        "Stopped by the clinician."
+    )
+    kept = squash(reasoning.inner_text())
+    assert kept == squash(StageRun.objects.get().reasoning)
+    expect(page.locator("#reasoning-summary [data-action=continue]")).to_be_visible()
+
+
+def test_without_a_live_stream_the_page_says_so_and_polls_until_the_end(workspace, simulator):
+    page = workspace
+    simulator.configure(tps=40, words=120)
+    page.route("**/events", lambda route: route.abort())
+    page.locator("[data-action=run-stage][data-stage-key=summary]").click()
+
+    expect(
+        page.get_by_role("status").filter(has_text="Live updates are unavailable")
+    ).to_be_visible()
+    step = page.locator("li[data-stage-key=summary]")
+    expect(step).to_have_attribute("data-status", "complete", timeout=30_000)
+    expect(page.get_by_role("status").filter(has_text="shows the finished work")).to_be_visible()
+    final = squash(page.locator("[data-reasoning=summary]").inner_text())
+    assert final == squash(_full_reasoning(simulator))
