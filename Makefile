@@ -23,6 +23,10 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# Benchmarks write their reports to docs/.
+bench: $(STAMP)
+	FAULT_STAGES=300 RELIABILITY_REPORT=docs/reliability.md $(PY) -m pytest tests/load -q
+
 simulator: $(STAMP)
 	$(PY) manage.py llm_simulator
 

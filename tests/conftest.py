@@ -62,7 +62,9 @@ class Simulator:
         httpx.post(f"{self.url}/control", json=config).raise_for_status()
 
     def reset(self) -> None:
-        self.configure(ttft=0.05, tps=200.0, words=60, faults=[], requests=[])
+        self.configure(
+            ttft=0.05, tps=200.0, words=60, faults=[], fault_rates={}, seed=0, requests=[]
+        )
 
     def state(self) -> dict:
         """The simulator's settings and the requests it received."""

@@ -6,12 +6,14 @@ demand. Tests steer it through `POST /control` (JSON: `ttft`, `tps`, `words` and
 
 Faults: `429` and `500` (before the first token), `drop@N` (the connection is cut after N
 tokens), `stall@N` (silence after N tokens), `nosummary` (no summary part) and
-`thinking` (the reasoning comes first in `reasoning_content`).
+`thinking` (the reasoning comes first in `reasoning_content`). `fault_rates` draws faults
+at random (`drop` and `stall` without `@N` fall at a random token), from `seed`.
 """
 
 import asyncio
 import hashlib
 import json
+import random
 import time
 from dataclasses import asdict, dataclass, field
 from http import HTTPStatus
@@ -53,7 +55,21 @@ class Config:
     tps: float = 200.0
     words: int = 60
     faults: list[str] = field(default_factory=list)
+    # Random faults for requests the queue does not cover: {"429": 0.1, "drop": 0.1, ...};
+    # a drop or stall falls at a random token.
+    fault_rates: dict[str, float] = field(default_factory=dict)
+    seed: int = 0
     requests: list[dict[str, Any]] = field(default_factory=list)
+
+    def next_fault(self, rng: random.Random) -> str:
+        if self.faults:
+            return self.faults.pop(0)
+        roll = rng.random()
+        for fault, rate in self.fault_rates.items():
+            if roll < rate:
+                return fault
+            roll -= rate
+        return ""
 
 
 def answer(messages: list[dict[str, str]], words: int, *, summary: bool = True) -> str:
@@ -87,6 +103,7 @@ class Simulator:
 
     def __init__(self, config: Config | None = None) -> None:
         self.config = config or Config()
+        self.rng = random.Random(self.config.seed)
 
     async def serve(self, host: str, port: int) -> None:
         server = await asyncio.start_server(self._handle, host, port)
@@ -113,6 +130,8 @@ class Simulator:
         if path == "/control" and method == "POST":
             for key, value in body.items():
                 setattr(self.config, key, value)
+            if "seed" in body:
+                self.rng.seed(body["seed"])
             return response.json(200, {"ok": True})
         if path == "/control":
             return response.json(200, asdict(self.config))
@@ -123,7 +142,7 @@ class Simulator:
     async def _complete(self, request: dict[str, Any], response: "_Response") -> None:
         config = self.config
         config.requests.append(request)
-        fault = config.faults.pop(0) if config.faults else ""
+        fault = config.next_fault(self.rng)
         await asyncio.sleep(config.ttft)
         if fault in ("429", "500"):
             headers = {"Retry-After": "1"} if fault == "429" else {}
@@ -135,6 +154,7 @@ class Simulator:
             return response.json(200, _completion(model, text))
         response.start(200, {"Content-Type": "text/event-stream"})
         kind, _, at = fault.partition("@")
+        at = at or str(self.rng.randrange(1, len(tokens(text))))
         pieces = [("content", piece) for piece in tokens(text)]
         if kind == "thinking":
             pieces = [("reasoning_content", p) for p in tokens("Thinking it over first.")] + pieces
