@@ -186,11 +186,16 @@ def compose(stage_key: str | None, facts: list[tuple[str, str]]) -> str:
             + "\n".join(f"{n}. {step}" for n, step in enumerate(p.tests[:2] + p.first_steps[:2], 1))
         ),
     }.get(stage_key or "", f"{banner}\n\nThe demo engine answers the workflow's stages only.")
-    summary = (
-        f"- {LABEL}\n- {who.capitalize()} with {complaint} ({p.name})\n"
-        f"- Must exclude first: {', '.join(p.cant_miss[:2])}\n"
-        f"- Common alternatives: {', '.join(p.classic[:2])}"
-    )
+    points = {
+        "summary": [f"{who.capitalize()} with {complaint} ({p.name})"],
+        "differential": [f"Must exclude first: {', '.join(p.cant_miss[:2])}",
+                         f"Common alternatives: {', '.join(p.classic[:2])}"],
+        "diagnostics": [f"First: {p.tests[0]}", f"Then: {', '.join(p.tests[1:3])}"],
+        "risk": [f"Look for: {', '.join(p.red_flags[:2])}", "Admit if any red flag is present"],
+        "management": [f"Start with: {', '.join(p.first_steps[:2])}"],
+        "note": ["Assessment-and-plan note drafted for the chart"],
+    }.get(stage_key or "", [])  # fmt: skip
+    summary = "\n".join(f"- {point}" for point in [LABEL, *points])
     return f"<detailed>{detailed}</detailed>\n<summary>{summary}</summary>"
 
 
