@@ -19,6 +19,7 @@ from django.conf import settings
 from django.db import connection
 from django.test import Client
 
+from workflow.llm.simulator import answer
 from workflow.models import ClinicalCase
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,6 +73,17 @@ class Simulator:
 
     def requests(self) -> list[dict]:
         return self.state()["requests"]
+
+    def stage_answers(self) -> list[tuple[str, str]]:
+        """The whole (reasoning, summary) it gave each stage prompt it received, in order."""
+        state = self.state()
+        answers = []
+        for request in state["requests"]:
+            if "<detailed>" in request["messages"][-1]["content"]:
+                text = answer(request["messages"], state["words"])
+                answers.append((text.split("<detailed>")[1].split("</detailed>")[0],
+                                text.split("<summary>")[1].split("</summary>")[0]))  # fmt: skip
+        return answers
 
 
 def _start(args: list[str], env: dict[str, str], url: str, log: Path | None = None):

@@ -1,4 +1,5 @@
 from django import forms
+from django.db import models
 
 from workflow.models import ClinicalCase
 
@@ -6,29 +7,11 @@ from workflow.models import ClinicalCase
 class ClinicalCaseForm(forms.ModelForm):
     class Meta:
         model = ClinicalCase
-        fields = [
-            "age",
-            "sex",
-            "chief_complaint",
-            "history",
-            "medications",
-            "allergies",
-            "vitals",
-            "exam",
-            "results",
-            "question",
-        ]
+        fields = ClinicalCase.FIELDS
         widgets = {
-            name: forms.Textarea(attrs={"rows": 3})
-            for name in [
-                "history",
-                "medications",
-                "allergies",
-                "vitals",
-                "exam",
-                "results",
-                "question",
-            ]
+            field.name: forms.Textarea(attrs={"rows": 3})
+            for field in ClinicalCase._meta.get_fields()
+            if isinstance(field, models.TextField)
         }
         help_texts = {
             "chief_complaint": "Why the patient is here, in a few words: “chest pain for 2 hours”.",

@@ -47,3 +47,10 @@ def log_in(page: Page, username: str, password: str) -> None:
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Log in").click()
     expect(page.get_by_role("heading", name="Your cases")).to_be_visible()
+
+
+@pytest.fixture
+def workspace(page, alice, case):
+    log_in(page, "alice", "alice-password-1")
+    page.goto(f"/cases/{case.pk}/")
+    return page

@@ -3,25 +3,10 @@
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import log_in
 from tests.streams import squash
-from workflow.llm.simulator import answer
 from workflow.models import StageRun
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def workspace(page, alice, case):
-    log_in(page, "alice", "alice-password-1")
-    page.goto(f"/cases/{case.pk}/")
-    return page
-
-
-def _full_reasoning(simulator) -> str:
-    state = simulator.state()
-    text = answer(state["requests"][0]["messages"], state["words"])
-    return text.split("<detailed>")[1].split("</detailed>")[0]
 
 
 def test_a_mid_stream_failure_shows_in_both_panels_and_continue_finishes(workspace, simulator):
@@ -38,7 +23,7 @@ def test_a_mid_stream_failure_shows_in_both_panels_and_continue_finishes(workspa
     chat_error = page.locator("#chat-log [role=alert]")
     expect(chat_error).to_contain_text("Problem representation stopped early.")
     partial = squash(page.locator("[data-reasoning=summary]").inner_text())
-    assert partial and _full_reasoning(simulator).startswith(partial[:50])
+    assert partial and simulator.stage_answers()[0][0].startswith(partial[:50])
 
     retry = page.locator("#reasoning-summary [data-action=retry]")
     expect(retry).to_be_visible()
@@ -48,7 +33,7 @@ def test_a_mid_stream_failure_shows_in_both_panels_and_continue_finishes(workspa
 
     expect(step).to_have_attribute("data-status", "complete", timeout=20_000)
     final = squash(page.locator("#reasoning-summary [data-reasoning=summary]").inner_text())
-    assert final == squash(_full_reasoning(simulator))
+    assert final == squash(simulator.stage_answers()[0][0])
 
 
 def test_stop_ends_the_stage_and_keeps_the_text(workspace, simulator):
@@ -82,4 +67,4 @@ def test_without_a_live_stream_the_page_says_so_and_polls_until_the_end(workspac
     expect(step).to_have_attribute("data-status", "complete", timeout=30_000)
     expect(page.get_by_role("status").filter(has_text="shows the finished work")).to_be_visible()
     final = squash(page.locator("[data-reasoning=summary]").inner_text())
-    assert final == squash(_full_reasoning(simulator))
+    assert final == squash(simulator.stage_answers()[0][0])

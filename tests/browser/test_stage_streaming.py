@@ -5,7 +5,6 @@ from playwright.sync_api import expect
 
 from tests.browser.conftest import log_in
 from tests.streams import squash
-from workflow.llm.simulator import answer
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -44,9 +43,7 @@ def test_it_streams_the_reasoning_and_the_summary(page, alice, simulator):
     assert lengths == sorted(lengths) and lengths[-1] > lengths[0] > 0, lengths
 
     expect(step).to_have_attribute("data-status", "complete", timeout=30_000)
-    state = simulator.state()
-    text = answer(state["requests"][-1]["messages"], state["words"])
-    expected = text.split("<detailed>")[1].split("</detailed>")[0]
+    expected, _ = simulator.stage_answers()[-1]
     assert squash(reasoning.inner_text()) == squash(expected)
     bubble = page.locator("[data-chat-message][data-role=assistant]")
     expect(bubble.locator("[data-summary=summary]")).to_contain_text("Simulated summary")
@@ -72,9 +69,7 @@ def test_a_reload_mid_stream_continues_without_duplicates(page, alice, simulator
 
     step = page.locator("li[data-stage-key=summary]")
     expect(step).to_have_attribute("data-status", "complete", timeout=30_000)
-    state = simulator.state()
-    text = answer(state["requests"][-1]["messages"], state["words"])
-    expected = text.split("<detailed>")[1].split("</detailed>")[0]
+    expected, _ = simulator.stage_answers()[-1]
     assert squash(reasoning.inner_text()) == squash(expected)
     expect(page.locator("[data-summary=summary]")).to_have_count(1)
 

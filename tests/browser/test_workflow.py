@@ -3,17 +3,9 @@
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import log_in
 from workflow.models import ClinicalCase
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def workspace(page, alice, case):
-    log_in(page, "alice", "alice-password-1")
-    page.goto(f"/cases/{case.pk}/")
-    return page
 
 
 def _step(page, key):

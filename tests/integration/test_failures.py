@@ -6,7 +6,6 @@ import time
 import pytest
 
 from tests.streams import follow, squash
-from workflow.llm.simulator import answer
 from workflow.models import ChatMessage, StageRun
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -21,15 +20,6 @@ def _post(http, case, path):
 def _run(http, case, key="summary"):
     _post(http, case, f"stages/{key}/run")
     return follow(http, f"/cases/{case.pk}/stages/{key}/events")[0]
-
-
-def _full_answer(simulator) -> tuple[str, str]:
-    """The whole answer the provider gives the first stage prompt it got."""
-    state = simulator.state()
-    stage_prompts = [r for r in state["requests"] if "<detailed>" in r["messages"][-1]["content"]]
-    text = answer(stage_prompts[0]["messages"], state["words"])
-    return (text.split("<detailed>")[1].split("</detailed>")[0],
-            text.split("<summary>")[1].split("</summary>")[0])  # fmt: skip
 
 
 def _wait_for(condition, seconds=10.0):
@@ -47,7 +37,7 @@ def test_a_busy_provider_is_retried_and_the_clinician_sees_it(alice_http, case, 
     run = StageRun.objects.get()
     assert run.status == "complete" and run.notice == ""
     assert len(simulator.requests()) == 3
-    reasoning, _ = _full_answer(simulator)
+    reasoning, _ = simulator.stage_answers()[0]
     assert squash(view.text("reasoning")) == squash(reasoning)
 
 
@@ -87,7 +77,7 @@ def test_a_stall_mid_stream_keeps_the_text_and_continue_finishes_it(alice_http, 
     _post(alice_http, case, "stages/summary/continue")
     view = follow(alice_http, f"/cases/{case.pk}/stages/summary/events")[0]
 
-    reasoning, summary = _full_answer(simulator)
+    reasoning, summary = simulator.stage_answers()[0]
     assert squash(view.text("reasoning")) == squash(reasoning)
     assert squash(view.text("summary")) == squash(summary)
     continued = StageRun.objects.latest("queued_at")
@@ -103,7 +93,7 @@ def test_a_dropped_stream_can_be_retried_and_the_failed_run_stays_readable(
     _run(alice_http, case)
     _post(alice_http, case, "stages/summary/run")
     view = follow(alice_http, f"/cases/{case.pk}/stages/summary/events")[0]
-    reasoning, _ = _full_answer(simulator)
+    reasoning, _ = simulator.stage_answers()[0]
     assert squash(view.text("reasoning")) == squash(reasoning)
     assert list(StageRun.objects.order_by("queued_at").values_list("status", flat=True)) == [
         "error", "complete"]  # fmt: skip
@@ -120,7 +110,7 @@ def test_stop_ends_a_running_stage_and_keeps_its_text(alice_http, case, simulato
     run = StageRun.objects.get()
     assert (run.status, run.error_message) == ("cancelled", "Stopped by the clinician.")
     assert run.reasoning and squash(view.text("reasoning")) == squash(run.reasoning)
-    assert len(run.reasoning) < len(_full_answer(simulator)[0])
+    assert len(run.reasoning) < len(simulator.stage_answers()[0][0])
     time.sleep(0.5)
     assert StageRun.objects.get().reasoning == run.reasoning, "nothing is appended after a stop"
 

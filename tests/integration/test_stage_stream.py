@@ -17,20 +17,11 @@ def _run(http, case, key="summary"):
     return f"/cases/{case.pk}/stages/{key}/events"
 
 
-def _expected(simulator) -> tuple[str, str]:
-    """The reasoning and summary the simulator sent for its last stage request."""
-    state = simulator.state()
-    text = answer(state["requests"][-1]["messages"], words=state["words"])
-    reasoning = text.split("<detailed>")[1].split("</detailed>")[0]
-    summary = text.split("<summary>")[1].split("</summary>")[0]
-    return reasoning, summary
-
-
 def test_it_streams_the_reasoning_and_the_summary(alice_http, case, simulator):
     simulator.configure(tps=100)
     view, _ = follow(alice_http, _run(alice_http, case))
 
-    reasoning, summary = _expected(simulator)
+    reasoning, summary = simulator.stage_answers()[-1]
     assert view.names[0] == "snapshot"
     assert view.names.count("delta") >= 5
     assert view.names[-1] == "done"
@@ -71,7 +62,7 @@ def test_a_reconnect_with_last_event_id_loses_and_repeats_nothing(alice_http, ca
 
     view, _ = follow(alice_http, url, first, last_event_id=first.events[-1].id)
 
-    reasoning, summary = _expected(simulator)
+    reasoning, summary = simulator.stage_answers()[-1]
     assert squash(view.text("reasoning")) == squash(reasoning)
     assert squash(view.text("summary")) == squash(summary)
 
@@ -90,7 +81,7 @@ def test_closing_the_stream_does_not_stop_generation(alice_http, case, simulator
     while StageRun.objects.get(case=case).status != "complete":
         assert time.monotonic() < deadline, "the run did not finish without a watcher"
         time.sleep(0.2)
-    reasoning, _ = _expected(simulator)
+    reasoning, _ = simulator.stage_answers()[-1]
     assert StageRun.objects.get(case=case).reasoning == reasoning
 
 
