@@ -88,8 +88,10 @@ class Simulator:
 
 def _start(args: list[str], env: dict[str, str], url: str, log: Path | None = None):
     output = log.open("w") if log else None
+    # The servers keep Django's guard against the ORM in async code; only tests lift it.
+    inherited = {k: v for k, v in os.environ.items() if k != "DJANGO_ALLOW_ASYNC_UNSAFE"}
     process = subprocess.Popen(
-        args, cwd=ROOT, env={**os.environ, **env}, stdout=output, stderr=subprocess.STDOUT
+        args, cwd=ROOT, env={**inherited, **env}, stdout=output, stderr=subprocess.STDOUT
     )
     wait_until_up(url, process)
     return process

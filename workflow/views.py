@@ -195,7 +195,9 @@ async def retry_reply(request, case_id: int, message_id: int):
     case = await aget_case_for_user(request, case_id)
     try:
         reply = await sync_to_async(case.retry_reply)(message_id)
-    except (CannotStart, ChatMessage.DoesNotExist) as refusal:
+    except ChatMessage.DoesNotExist:
+        raise Http404("No such reply.") from None
+    except CannotStart as refusal:
         return await _refuse(request, case, str(refusal))
     runner.start_chat_reply(reply)
     return _replying(request, case, [reply])
