@@ -24,18 +24,6 @@ class ClinicalCaseForm(forms.ModelForm):
             raise forms.ValidationError("Enter an age in years, from 0 to 130.")
         return age
 
-    def clean_chief_complaint(self):
-        complaint = self.cleaned_data["chief_complaint"].strip()
-        if not complaint:
-            raise forms.ValidationError("Enter the chief complaint.")
-        return complaint
-
 
 class ChatForm(forms.Form):
     message = forms.CharField(max_length=4000, strip=True)
-
-    def clean_message(self):
-        message = self.cleaned_data["message"]
-        if not message:
-            raise forms.ValidationError("Type a question first.")
-        return message
