@@ -80,3 +80,29 @@ def test_editing_the_case_turns_the_stages_stale(workspace, case, simulator):
     expect(_step(page, "summary")).to_have_attribute("data-status", "complete", timeout=30_000)
     expect(_step(page, "differential")).to_have_attribute("data-status", "stale")
     expect(page.locator("#reasoning-summary .history summary")).to_have_text("Earlier runs (1)")
+
+
+def test_the_panel_follows_new_text_unless_scrolled_up_and_jump_brings_it_back(
+    workspace, simulator
+):
+    page = workspace
+    simulator.configure(tps=40, words=600)
+    page.locator("[data-action=run-stage][data-stage-key=summary]").click()
+    panel = page.locator(".ReasoningPanel")
+    gap = "el => el.scrollHeight - el.scrollTop - el.clientHeight"
+    page.wait_for_function(
+        "document.querySelector('.ReasoningPanel').scrollHeight > "
+        "document.querySelector('.ReasoningPanel').clientHeight + 200"
+    )
+    assert panel.evaluate(gap) < 48, "it follows the newest text"
+
+    panel.evaluate("el => { el.scrollTop = 0; el.dispatchEvent(new Event('scroll')); }")
+    jump = panel.get_by_role("button", name="Jump to latest")
+    expect(jump).to_be_visible()
+    page.wait_for_timeout(500)
+    assert panel.evaluate("el => el.scrollTop") == 0, "reading earlier text is not disturbed"
+
+    jump.click()
+    expect(jump).to_be_hidden()
+    page.wait_for_timeout(500)
+    assert panel.evaluate(gap) < 48
