@@ -35,6 +35,12 @@ def test_final_markdown_is_sanitised():
     assert "<table>" in html
 
 
+def test_final_markdown_loads_no_image_the_model_chose():
+    html = render("Findings ![chart](https://tracker.example/pixel.png?mrn=123) noted")
+    assert "<img" not in html and "tracker.example" not in html
+    assert "Findings" in html and "noted" in html
+
+
 def _section(rf, run: StageRun) -> str:
     context = {"section": workspace.Section(run.stage, run), "run": run, "stage": run.stage}
     return workspace.fragments(rf.get("/"), ["reasoning-section", "summary-bubble"], context)
