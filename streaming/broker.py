@@ -48,7 +48,8 @@ async def _send(group: str, message: dict[str, Any]) -> None:
 async def follow[S: Snapshot](
     group: str, load_snapshot: Callable[[], Awaitable[S]], *, heartbeat: float
 ) -> AsyncIterator[S | Delta | object]:
-    """Yield snapshots and deltas in seq order until a snapshot is finished; HEARTBEAT when idle."""
+    """Yield snapshots and deltas in seq order until a snapshot is finished; HEARTBEAT when
+    idle, after which Postgres is read again."""
     layer = get_channel_layer()
     channel = await layer.new_channel()
     await layer.group_add(group, channel)
@@ -63,6 +64,11 @@ async def follow[S: Snapshot](
             done, _ = await asyncio.wait({receiving}, timeout=heartbeat)
             if not done:
                 yield HEARTBEAT
+                # A change that was never published (or whose event was lost) shows here.
+                fresh = await load_snapshot()
+                if fresh.seq > seq:
+                    snapshot, seq = fresh, fresh.seq
+                    yield snapshot
                 continue
             message, receiving = receiving.result(), None
             if message["seq"] <= seq:

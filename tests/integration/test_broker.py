@@ -88,3 +88,15 @@ def test_an_idle_follower_gets_heartbeats_and_a_finished_run_ends_at_once(layer)
         assert [item async for item in follow("run.4", finished.load, heartbeat=0.1)] == [finished]
 
     asyncio.run(scenario())
+
+
+def test_a_change_nobody_published_reaches_the_follower_after_a_heartbeat(layer):
+    async def scenario():
+        truth = Truth(seq=1)
+        follower = follow("run.5", truth.load, heartbeat=0.1)
+        await anext(follower)
+        truth.seq, truth.finished = 2, True  # e.g. the publishing process lost its layer
+        assert await anext(follower) is HEARTBEAT
+        assert [item async for item in follower] == [Truth(2, True)]
+
+    asyncio.run(scenario())
