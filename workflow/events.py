@@ -5,10 +5,12 @@ load can never disagree. Event ids are the followed object's seq.
 """
 
 from collections.abc import AsyncIterator, Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import connection, transaction
 from django.http import HttpRequest
 from django.template.loader import render_to_string
 
@@ -56,11 +58,10 @@ def stage_run_snapshot(request: HttpRequest, run_id: int) -> Snapshot:
 
 def workflow_run_snapshot(request: HttpRequest, workflow_id: int) -> Snapshot:
     workflow = WorkflowRun.objects.select_related("case").get(pk=workflow_id)
-    runs = list(workflow.stage_runs.select_related("case").order_by("pk"))
+    runs = workflow.stage_runs.select_related("case").order_by("pk")
     html = "".join(_run_fragments(request, run) for run in runs)
-    finished = workflow.finished_at is not None
-    html += _case_fragments(request, workflow.case, finished)
-    return Snapshot(workflow.seq + sum(run.seq for run in runs), finished, html)
+    html += _case_fragments(request, workflow.case, workflow.finished)
+    return Snapshot(workflow.stream_seq(), workflow.finished, html)
 
 
 def chat_reply_snapshot(request: HttpRequest, message_id: int) -> Snapshot:
@@ -73,6 +74,29 @@ def chat_reply_snapshot(request: HttpRequest, message_id: int) -> Snapshot:
     return Snapshot(message.seq, message.finished, html)
 
 
+@contextmanager
+def _connection_released():
+    """Back to the pool as soon as a read is done: a stream stays open as long as its page,
+    and must not hold one of the pool's connections meanwhile."""
+    try:
+        yield
+    finally:
+        connection.close()
+
+
+def _read(load: Callable[[HttpRequest, int], Snapshot], request, pk: int) -> Snapshot:
+    """A snapshot read in one transaction that sees one moment: its text and its seq agree."""
+    with _connection_released(), transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        return load(request, pk)
+
+
+def _interrupt_abandoned(case_id: int) -> None:
+    with _connection_released():
+        leases.interrupt_abandoned(case_id)
+
+
 async def events(
     request: HttpRequest,
     followed: StageRun | WorkflowRun | ChatMessage,
@@ -83,14 +107,14 @@ async def events(
     prefix = "chat-message" if isinstance(followed, ChatMessage) else "stage-run"
 
     async def snapshot() -> Snapshot:
-        return await sync_to_async(load)(request, followed.pk)
+        return await sync_to_async(_read)(load, request, followed.pk)
 
     first = True
     heartbeat = settings.STREAM_HEARTBEAT_INTERVAL
     async for item in broker.follow(followed.group_name, snapshot, heartbeat=heartbeat):
         if item is broker.HEARTBEAT:
             # Whoever watches notices a generation whose process died.
-            await sync_to_async(leases.interrupt_abandoned)(followed.case_id)
+            await sync_to_async(_interrupt_abandoned)(followed.case_id)
             yield sse.comment("heartbeat")
         elif isinstance(item, broker.Delta):
             context = {"prefix": prefix, "id": item.id, "texts": item.texts}

@@ -24,7 +24,8 @@ INTERRUPTED = "The server generating this stopped before it finished (a restart 
 
 
 def interrupt_abandoned(case_id: int | None = None) -> int:
-    """Mark interrupted the generations whose lease ran out; returns how many."""
+    """Mark interrupted the generations whose lease ran out, and end the groups that have
+    nothing left to run; returns how many generations were interrupted."""
     now = timezone.now()
     count = 0
     for model in (StageRun, ChatMessage):
@@ -40,25 +41,26 @@ def interrupt_abandoned(case_id: int | None = None) -> int:
             )  # fmt: skip
             if claimed:
                 count += 1
-                _announce(generation)
+                generation.refresh_from_db()
+                _announce(generation.group_name, generation.seq)
+                if workflow := getattr(generation, "workflow_run", None):
+                    _announce(workflow.group_name, workflow.stream_seq())
+    _end_groups_left_over(case_id)
     return count
 
 
-def _announce(generation: Generation) -> None:
-    generation.refresh_from_db()
-    async_to_sync(broker.publish_change)(generation.group_name, generation.seq)
-    workflow_id = getattr(generation, "workflow_run_id", None)
-    if workflow_id is None:
-        return
-    workflow = WorkflowRun.objects.get(pk=workflow_id)
-    runs = list(workflow.stage_runs.all())
-    if workflow.finished_at is None and all(run.finished for run in runs):
-        WorkflowRun.objects.filter(pk=workflow.pk).update(
-            seq=F("seq") + 1, finished_at=timezone.now()
-        )
-        workflow.seq += 1
-    group_seq = workflow.seq + sum(run.seq for run in runs)
-    async_to_sync(broker.publish_change)(workflow.group_name, group_seq)
+def _end_groups_left_over(case_id: int | None) -> None:
+    """Groups whose process died between their last stage and their end."""
+    unfinished = WorkflowRun.objects.filter(finished_at=None).exclude(stage_runs__status__in=ACTIVE)
+    if case_id is not None:
+        unfinished = unfinished.filter(case_id=case_id)
+    for workflow in unfinished:
+        if workflow.finish():
+            _announce(workflow.group_name, workflow.stream_seq())
+
+
+def _announce(group: str, seq: int) -> None:
+    async_to_sync(broker.publish_change)(group, seq)
 
 
 def request_stop(generations: list[Generation]) -> None:

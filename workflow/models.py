@@ -1,9 +1,10 @@
 from datetime import timedelta
 from itertools import chain
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import models, transaction
-from django.db.models import F, Q, Value
+from django.db.models import F, Max, Q, Sum, Value
 from django.db.models.functions import Coalesce, Concat, Greatest
 from django.urls import reverse
 from django.utils import timezone
@@ -31,6 +32,11 @@ def new_lease():
 
 class CannotStart(Exception):
     """Why a run cannot start now, in words for the clinician."""
+
+
+class NoLongerActive(Exception):
+    """The generation was deleted (with its case), or another process found its lease run
+    out and marked it interrupted: whoever was generating it must stop writing to it."""
 
 
 class ClinicalCaseQuerySet(models.QuerySet):
@@ -145,12 +151,27 @@ class ClinicalCase(models.Model):
         busy = active.order_by("pk").first()
         if busy:
             raise CannotStart(f"{busy.stage.title} is already running.")
-        workflow = WorkflowRun.objects.create(case=self, group_key=group_key) if group_key else None
+        workflow = None
+        if group_key:
+            earlier = self.workflow_runs.filter(group_key=group_key).first()
+            first_seq = earlier.stream_seq() + 1 if earlier else 0
+            workflow = WorkflowRun.objects.create(case=self, group_key=group_key, seq=first_seq)
         runs = []
         for key in stage_keys:
             self.mark_stale_after(key)
-            runs.append(StageRun.objects.create(case=self, stage_key=key, workflow_run=workflow))
+            runs.append(
+                StageRun.objects.create(
+                    case=self, stage_key=key, workflow_run=workflow, seq=self._first_seq(key)
+                )
+            )
         return runs, workflow
+
+    def _first_seq(self, stage_key: str) -> int:
+        """A new run of a stage counts on from every earlier run of it (and a group's from
+        its last run): a page that reconnects to the stage's stream with an earlier run's
+        last event id must not take the new run for what it already shows."""
+        earlier = self.stage_runs.filter(stage_key=stage_key).aggregate(seq=Max("seq"))["seq"]
+        return earlier + 1 if earlier is not None else 0
 
     @transaction.atomic
     def ask(self, question: str) -> tuple["ChatMessage", "ChatMessage"]:
@@ -169,7 +190,8 @@ class ClinicalCase(models.Model):
         if last is None or not last.resumable:
             raise CannotStart("There is nothing to continue: run the stage.")
         return StageRun.objects.create(
-            case=self, stage_key=stage_key, continued_from=last, inputs=last.inputs,
+            case=self, stage_key=stage_key, seq=self._first_seq(stage_key), continued_from=last,
+            inputs=last.inputs,
             reasoning=last.reasoning, summary=last.summary, thinking=last.thinking,
         )  # fmt: skip
 
@@ -290,18 +312,21 @@ class Generation(Streamable, models.Model):
 
     async def aset_status(self, status: str, **fields) -> int:
         """Move to a new status (with any fields that go with it); returns the new seq."""
-        await (
-            type(self).objects.filter(pk=self.pk).aupdate(seq=F("seq") + 1, status=status, **fields)
-        )
+        await self._aupdate(seq=F("seq") + 1, status=status, **fields)
         self.seq += 1
         self.status = status
         for name, value in fields.items():
             setattr(self, name, value)
         return self.seq
 
+    async def aended_status(self) -> str:
+        """The status for a generation that has generated its whole answer."""
+        return Status.COMPLETE
+
     async def _aupdate(self, **changes) -> None:
-        if not await type(self).objects.filter(pk=self.pk).aupdate(**changes):
-            raise self.DoesNotExist("Deleted while generating (its case was deleted).")
+        """Update the row while it is still being generated, else raise NoLongerActive."""
+        if not await type(self).objects.filter(pk=self.pk, status__in=ACTIVE).aupdate(**changes):
+            raise NoLongerActive(f"{type(self).__name__} {self.pk} is no longer being generated.")
 
 
 class WorkflowRun(Streamable, models.Model):
@@ -326,6 +351,31 @@ class WorkflowRun(Streamable, models.Model):
     @property
     def group(self):
         return RUNNABLE_GROUPS[self.group_key]
+
+    @property
+    def finished(self) -> bool:
+        return self.finished_at is not None
+
+    def stream_seq(self) -> int:
+        """The group stream's seq: its own plus its stage runs', as Postgres holds them now.
+
+        Every change to the group or to one of its runs raises it, whoever makes it.
+        """
+        return WorkflowRun.objects.filter(pk=self.pk).aggregate(seq=_GROUP_SEQ)["seq"]
+
+    async def astream_seq(self) -> int:
+        return (await WorkflowRun.objects.filter(pk=self.pk).aaggregate(seq=_GROUP_SEQ))["seq"]
+
+    def finish(self) -> bool:
+        """Record that the group is over (once); False if it already was."""
+        return bool(
+            WorkflowRun.objects.filter(pk=self.pk, finished_at=None).update(
+                seq=F("seq") + 1, finished_at=timezone.now()
+            )
+        )
+
+
+_GROUP_SEQ = Max("seq") + Coalesce(Sum("stage_runs__seq"), 0)
 
 
 class StageRun(Generation):
@@ -371,6 +421,17 @@ class StageRun(Generation):
     @property
     def text_so_far(self) -> str:
         return self.reasoning + self.summary
+
+    async def aended_status(self) -> str:
+        """Stale instead of complete when the case, or an earlier stage it built on, changed
+        while it ran: it reasoned about what no longer holds."""
+        case_edited = ClinicalCase.objects.filter(pk=self.case_id, updated_at__gt=self.started_at)
+        if await case_edited.aexists():
+            return Status.STALE
+        latest = await sync_to_async(self.case.latest_runs)()
+        if any(key not in latest or latest[key].pk != pk for key, pk in self.inputs.items()):
+            return Status.STALE
+        return Status.COMPLETE
 
     def raw_output(self) -> str:
         """The text as the model wrote it, tags included, for asking it to carry on."""

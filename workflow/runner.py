@@ -10,13 +10,12 @@ import asyncio
 import contextvars
 import logging
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.core.exceptions import ObjectDoesNotExist
-from django.db.models import F
+from django.db import close_old_connections
 from django.utils import timezone
 from prometheus_client import Counter
 
@@ -32,7 +31,14 @@ from workflow.llm.errors import (
     describe,
     retryable,
 )
-from workflow.models import ChatMessage, Generation, StageRun, Status, WorkflowRun
+from workflow.models import (
+    ChatMessage,
+    Generation,
+    NoLongerActive,
+    StageRun,
+    Status,
+    WorkflowRun,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -71,52 +77,76 @@ def _start(job: Coroutine, generations: list[Generation]) -> None:
 
 
 async def _supervised(job: Coroutine, generations: list[Generation]) -> None:
-    """Run a job while renewing its leases; a job whose case was deleted just stops."""
+    """Run a job while renewing its leases; a job whose generation is gone just stops.
+
+    Jobs share one thread for the ORM: its connection goes back to the pool (or, if it
+    broke, is dropped) between jobs, as Django does between requests.
+    """
+    await sync_to_async(close_old_connections)()
     lease = asyncio.ensure_future(_keep_leases(generations))
     try:
         await job
-    except ObjectDoesNotExist:
-        logger.info("A generation stopped: its case was deleted.")
+    except NoLongerActive as exc:
+        logger.info("A job stopped: %s", exc)
+    except Exception:
+        logger.exception("A job failed.")
     finally:
         lease.cancel()
+        await sync_to_async(close_old_connections)()
 
 
 async def _keep_leases(generations: list[Generation]) -> None:
     while True:
         await asyncio.sleep(settings.LEASE_SECONDS / 3)
-        await leases.arenew(generations)
+        try:
+            await leases.arenew(generations)
+        except Exception:
+            logger.warning("Renewing leases failed; trying again.", exc_info=True)
 
 
 @dataclass
 class _Outlet:
-    """Publishes a generation's changes to its own stream and, in a group, to the group's.
-
-    A group's seq is its own plus the sum of its stage runs' seqs: one stage runs at a
-    time, so each change raises it by exactly one, like a stage's.
-    """
+    """Publishes a generation's persisted changes to its own stream and, in a group, to the
+    group's."""
 
     generation: Generation
-    group: str | None = None
-    offset: int = 0
-
-    def _streams(self) -> list[tuple[str, int]]:
-        seq = self.generation.seq
-        streams = [(self.generation.group_name, seq)]
-        if self.group:
-            streams.append((self.group, self.offset + seq))
-        return streams
+    workflow: WorkflowRun | None = None
 
     async def delta(self, texts: dict[str, str]) -> None:
-        for group, seq in self._streams():
-            await broker.publish_delta(group, seq, self.generation.pk, texts)
+        await _publish(self._streams(), texts, self.generation.pk)
 
     async def change(self) -> None:
-        for group, seq in self._streams():
-            await broker.publish_change(group, seq)
+        await _publish(self._streams())
+
+    async def _streams(self) -> list[tuple[str, int]]:
+        streams = [(self.generation.group_name, self.generation.seq)]
+        if self.workflow:
+            streams += await _group_streams(self.workflow)
+        return streams
+
+
+async def _group_streams(workflow: WorkflowRun) -> list[tuple[str, int]]:
+    # Postgres sums the group's seq up: other requests change the group's runs too.
+    return [(workflow.group_name, await workflow.astream_seq())]
+
+
+async def _publish(streams: Awaitable[list[tuple[str, int]]], texts=None, id=None) -> None:
+    """Best effort: a follower that misses an event reads Postgres at its next heartbeat."""
+    try:
+        for group, seq in await streams:
+            if texts:
+                await broker.publish_delta(group, seq, id, texts)
+            else:
+                await broker.publish_change(group, seq)
+    except Exception:
+        logger.warning("Publishing a change failed.", exc_info=True)
+
+
+_STAGE_RUNS = StageRun.objects.select_related("case", "continued_from")
 
 
 async def _run_stage_by_id(stage_run_id: int) -> None:
-    run = await StageRun.objects.select_related("case", "continued_from").aget(pk=stage_run_id)
+    run = await _STAGE_RUNS.aget(pk=stage_run_id)
     await _run_stage(run, _Outlet(run))
 
 
@@ -150,29 +180,44 @@ async def _run_stage(run: StageRun, outlet: _Outlet) -> str:
 
 async def _run_workflow(workflow_run_id: int) -> None:
     workflow = await WorkflowRun.objects.aget(pk=workflow_run_id)
-    runs = [run async for run in workflow.stage_runs.select_related("case").order_by("pk")]
-    why_not: str | None = None
-    for run in runs:
-        offset = workflow.seq + sum(other.seq for other in runs if other is not run)
-        outlet = _Outlet(run, workflow.group_name, offset)
-        if (
-            why_not is None
-            and await StageRun.objects.filter(pk=run.pk, cancel_requested=True).aexists()
-        ):
-            why_not = STOPPED
-        if why_not is None:
+    runs = [run async for run in _STAGE_RUNS.filter(workflow_run=workflow).order_by("pk")]
+    try:
+        why_not: str | None = None
+        for run in runs:
+            outlet = _Outlet(run, workflow)
+            if why_not is None and await _stop_flagged(run):
+                why_not = STOPPED
+            if why_not is not None:
+                await _set_status(run, Status.CANCELLED, outlet, error_message=why_not)
+                continue
             status = await _run_stage(run, outlet)
             if status == Status.CANCELLED:
                 why_not = STOPPED
+            elif status == Status.STALE:
+                why_not = f"Not run: the case changed while {run.stage.title} ran."
             elif status != Status.COMPLETE:
                 why_not = f"Not run: {run.stage.title} did not complete."
-        else:
-            await _set_status(run, Status.CANCELLED, outlet, error_message=why_not)
-    await WorkflowRun.objects.filter(pk=workflow.pk).aupdate(
-        seq=F("seq") + 1, finished_at=timezone.now()
-    )
-    workflow.seq += 1
-    await broker.publish_change(workflow.group_name, workflow.seq + sum(run.seq for run in runs))
+    finally:
+        await _end_group(workflow, runs)
+
+
+async def _end_group(workflow: WorkflowRun, runs: list[StageRun]) -> None:
+    """The group is over, however it went: no run of it stays queued, and followers hear."""
+    for run in runs:
+        if not run.finished:
+            try:
+                await _set_status(
+                    run, Status.ERROR, _Outlet(run, workflow), finished_at=timezone.now(),
+                    error_code="internal", error_message="Not run: the group stopped early.",
+                )  # fmt: skip
+            except Exception:
+                logger.warning("Ending a run of a group failed.", exc_info=True)
+    await sync_to_async(workflow.finish)()
+    await _publish(_group_streams(workflow))
+
+
+async def _stop_flagged(generation: Generation) -> bool:
+    return await type(generation).objects.filter(pk=generation.pk, cancel_requested=True).aexists()
 
 
 async def _run_chat_reply(reply_id: int) -> None:
@@ -238,7 +283,9 @@ async def _stream(
         if isinstance(exc, IdleTimeout | FirstTokenTimeout):
             raise
         raise DeadlineExceeded() from exc
-    finally:  # what arrived before a failure is kept
+    finally:
+        # What arrived before a failure or a stop is kept. The router may still hold the
+        # start of a tag back: that is not text, and a continuation writes it again.
         await _append(generation, coalescer.take(), outlet)
     if generation.notice:
         await _set_status(generation, generation.status, outlet, notice="")
@@ -273,14 +320,15 @@ async def _finish(generation: Generation, outlet: _Outlet, work: Coroutine) -> s
         )  # fmt: skip
         return Status.CANCELLED
     exc = working.exception()
-    if isinstance(exc, ObjectDoesNotExist):
+    if isinstance(exc, NoLongerActive):
         raise exc
     if exc is not None:
         reference = uuid.uuid4().hex[:8]
         code, message = describe(exc)
+        # A provider's error may quote the request: only unexpected errors log a traceback.
         logger.error(
-            "%s %s failed: %s (reference %s)", type(generation).__name__, generation.pk, code,
-            reference, exc_info=exc,
+            "%s %s failed: %s (%s, reference %s)", type(generation).__name__, generation.pk,
+            code, type(exc).__name__, reference, exc_info=exc if code == "internal" else None,
         )  # fmt: skip
         await _set_status(
             generation, Status.ERROR, outlet, finished_at=timezone.now(), error_code=code,
@@ -288,33 +336,52 @@ async def _finish(generation: Generation, outlet: _Outlet, work: Coroutine) -> s
         )  # fmt: skip
         return Status.ERROR
     usage = working.result()
+    status = await generation.aended_status()
     await _set_status(
-        generation, Status.COMPLETE, outlet, finished_at=timezone.now(),
+        generation, status, outlet, finished_at=timezone.now(),
         prompt_tokens=usage.prompt_tokens if usage else None,
         completion_tokens=usage.completion_tokens if usage else None,
     )  # fmt: skip
-    return Status.COMPLETE
+    return status
 
 
 async def _stop_requested(generation: Generation) -> None:
     """Returns when the clinician asks to stop: a signal, or the flag found in Postgres."""
-    model = type(generation)
-    async for signalled in broker.signals(generation.cancel_group, tick=1.0):
-        if (
-            signalled
-            or await model.objects.filter(pk=generation.pk, cancel_requested=True).aexists()
-        ):
-            return
+    while True:
+        try:
+            async for signalled in broker.signals(generation.cancel_group, tick=1.0):
+                if signalled or await _stop_flagged(generation):
+                    return
+        except Exception:  # a failed check is no reason to stop generating
+            logger.warning("Checking for a stop request failed; checking again.", exc_info=True)
+            await asyncio.sleep(1.0)
 
 
 async def _append(generation: Generation, texts: dict[str, str], outlet: _Outlet) -> None:
-    if texts:
+    async def persist() -> None:
         await generation.aappend(texts)
         await outlet.delta(texts)
 
+    if texts:
+        await _to_the_end(persist())
+
 
 async def _set_status(generation: Generation, status: str, outlet: _Outlet, **fields) -> None:
-    await generation.aset_status(status, **fields)
-    if generation.finished:
-        FINISHED.labels(type(generation).__name__, status).inc()
-    await outlet.change()
+    async def persist() -> None:
+        await generation.aset_status(status, **fields)
+        if generation.finished:
+            FINISHED.labels(type(generation).__name__, status).inc()
+        await outlet.change()
+
+    await _to_the_end(persist())
+
+
+async def _to_the_end[T](change: Coroutine[None, None, T]) -> T:
+    """Persist and publish a change whole even when a stop cancels the caller meanwhile:
+    half of it would leave the seq in memory behind the one in Postgres."""
+    task = asyncio.ensure_future(change)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await task
+        raise

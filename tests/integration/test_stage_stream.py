@@ -1,9 +1,11 @@
 """A stage run through the real openai SDK against the simulator, read as a client would."""
 
+import contextlib
 import time
 
 import pytest
 
+from streaming.sse import Parser
 from tests.streams import follow, squash
 from workflow.llm.simulator import answer
 from workflow.models import StageRun
@@ -127,3 +129,45 @@ def test_a_dropped_provider_connection_keeps_the_text_and_says_so(alice_http, ca
     assert run.reasoning and squash(view.text("reasoning")) == squash(run.reasoning)
     assert "The connection to the AI provider was lost." in view.events[-1].data
     assert "Traceback" not in view.events[-1].data
+
+
+def test_open_streams_leave_the_database_pool_to_everyone_else(alice_http, case, simulator):
+    """More pages than the pool has connections (20) watch at once; the app still answers."""
+    simulator.configure(tps=5, words=300)  # outlasts the test
+    url = _run(alice_http, case)
+    with contextlib.ExitStack() as streams:
+        for _ in range(25):
+            response = streams.enter_context(alice_http.stream("GET", url, timeout=10))
+            assert response.status_code == 200
+            parser = Parser()
+            chunks = response.iter_text()
+            while not any(event.event == "snapshot" for event in parser.feed(next(chunks))):
+                pass
+        assert alice_http.get(f"/cases/{case.pk}/", timeout=10).status_code == 200
+    alice_http.post(f"/cases/{case.pk}/stages/summary/cancel")
+
+
+def _wait_for(runs, status: str) -> None:
+    deadline = time.monotonic() + 10
+    while not runs.filter(status=status).exists():
+        assert time.monotonic() < deadline, f"no run became {status}"
+        time.sleep(0.02)
+
+
+def test_a_reconnect_after_the_stage_was_run_again_shows_the_new_run(alice_http, case, simulator):
+    simulator.configure(ttft=2.0)  # each run waits for its first token a while
+    url = _run(alice_http, case)
+    runs = StageRun.objects.filter(case=case).order_by("-pk")
+    _wait_for(runs, "running")
+    first, _ = follow(alice_http, url, stop_after=1)  # the page saw the run start
+    alice_http.post(f"/cases/{case.pk}/stages/summary/cancel")
+    _wait_for(runs, "cancelled")
+    _run(alice_http, case)  # meanwhile, in another tab, the stage runs again
+    _wait_for(StageRun.objects.filter(pk=runs.first().pk), "running")
+
+    view, _ = follow(alice_http, url, first, last_event_id=first.events[-1].id)
+
+    assert view.events[1].event == "snapshot", "the new run replaces what the page showed"
+    reasoning, summary = simulator.stage_answers()[-1]
+    assert squash(view.text("reasoning")) == squash(reasoning)
+    assert squash(view.text("summary")) == squash(summary)

@@ -1,8 +1,10 @@
 """The clinician in the loop: what changed makes later conclusions stale; history stays."""
 
+import time
+
 import pytest
 
-from tests.streams import follow
+from tests.streams import follow, squash
 from workflow.models import StageRun
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -71,3 +73,28 @@ def test_the_case_list_shows_progress_and_last_activity(alice_http, alice_client
     page = alice_client.get("/").text
     assert "2 / 6 stages complete" in page
     assert "0\xa0minutes ago" in page
+
+
+def test_a_stage_running_while_the_case_is_edited_ends_stale_and_its_group_ends(
+    alice_http, alice_client, case, simulator
+):
+    simulator.configure(tps=40, words=80)
+    alice_http.post(f"/cases/{case.pk}/groups/assessment/run")
+    running = StageRun.objects.filter(case=case, stage_key="differential", status="running")
+    deadline = time.monotonic() + 20
+    while not running.exists():
+        assert time.monotonic() < deadline, "the differential never started"
+        time.sleep(0.05)
+    alice_client.post(
+        f"/cases/{case.pk}/edit/",
+        {"age": "58", "sex": "male", "chief_complaint": "Chest pain for 2 hours",
+         "vitals": "HR 130, BP 80/50"},
+    )  # fmt: skip
+
+    view, _ = follow(alice_http, f"/cases/{case.pk}/groups/assessment/events")
+
+    assert view.names[-1] == "done"
+    assert _statuses(case) == {"summary": "stale", "differential": "stale"}
+    differential = StageRun.objects.get(case=case, stage_key="differential")
+    assert squash(view.text("reasoning", "differential")) == squash(differential.reasoning)
+    assert differential.reasoning, "what it generated is kept"
