@@ -8,14 +8,14 @@ import pytest
 
 from tests.conftest import start_server
 from tests.streams import follow, squash
-from workflow.models import StageRun
+from workflow.models import StageRun, WorkflowRun
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def _wait_until_it_generates():
     deadline = time.monotonic() + 10
-    while not StageRun.objects.get().reasoning:
+    while not StageRun.objects.exclude(reasoning="").exists():
         assert time.monotonic() < deadline
         time.sleep(0.05)
 
@@ -49,3 +49,28 @@ def test_a_killed_server_leaves_an_interrupted_stage_that_can_continue(
     assert alice_http.post(f"/cases/{case.pk}/stages/summary/continue").status_code == 302
     view, _ = follow(alice_http, f"/cases/{case.pk}/stages/summary/events")
     assert squash(view.text("reasoning")) == squash(simulator.stage_answers()[0][0])
+
+
+def test_a_group_whose_server_was_killed_ends_with_its_stages_interrupted(
+    alice_http, case, simulator, tmp_path
+):
+    simulator.configure(tps=20, words=200)
+    doomed_url, doomed = start_server(simulator, tmp_path / "doomed.log")
+    try:
+        with httpx.Client(
+            base_url=doomed_url, cookies=alice_http.cookies, headers=alice_http.headers
+        ) as http:
+            assert http.post(f"/cases/{case.pk}/groups/assessment/run").status_code == 302
+        _wait_until_it_generates()
+    finally:
+        doomed.send_signal(signal.SIGKILL)
+        doomed.wait()
+
+    view, _ = follow(alice_http, f"/cases/{case.pk}/groups/assessment/events")
+
+    assert view.names[-1] == "done"
+    statuses = dict(StageRun.objects.values_list("stage_key", "status"))
+    assert statuses == {"summary": "interrupted", "differential": "interrupted"}
+    assert WorkflowRun.objects.get().finished_at is not None
+    summary = StageRun.objects.get(stage_key="summary")
+    assert summary.reasoning and squash(view.text("reasoning")) == squash(summary.reasoning)
