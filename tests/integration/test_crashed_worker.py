@@ -13,27 +13,30 @@ from workflow.models import StageRun, WorkflowRun
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def _wait_until_it_generates():
-    deadline = time.monotonic() + 10
-    while not StageRun.objects.exclude(reasoning="").exists():
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-
-
-def test_a_killed_server_leaves_an_interrupted_stage_that_can_continue(
-    alice_http, case, simulator, tmp_path
-):
+def _kill_a_server_mid_generation(alice_http, simulator, tmp_path, path):
+    """POST `path` to a server of its own, then SIGKILL it once a stage has text."""
     simulator.configure(tps=20, words=200)
     doomed_url, doomed = start_server(simulator, tmp_path / "doomed.log")
     try:
         with httpx.Client(
             base_url=doomed_url, cookies=alice_http.cookies, headers=alice_http.headers
         ) as http:
-            assert http.post(f"/cases/{case.pk}/stages/summary/run").status_code == 302
-        _wait_until_it_generates()
+            assert http.post(path).status_code == 302
+        deadline = time.monotonic() + 10
+        while not StageRun.objects.exclude(reasoning="").exists():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
     finally:
         doomed.send_signal(signal.SIGKILL)
         doomed.wait()
+
+
+def test_a_killed_server_leaves_an_interrupted_stage_that_can_continue(
+    alice_http, case, simulator, tmp_path
+):
+    _kill_a_server_mid_generation(
+        alice_http, simulator, tmp_path, f"/cases/{case.pk}/stages/summary/run"
+    )
     killed_at = time.monotonic()
 
     view, _ = follow(alice_http, f"/cases/{case.pk}/stages/summary/events")
@@ -54,17 +57,9 @@ def test_a_killed_server_leaves_an_interrupted_stage_that_can_continue(
 def test_a_group_whose_server_was_killed_ends_with_its_stages_interrupted(
     alice_http, case, simulator, tmp_path
 ):
-    simulator.configure(tps=20, words=200)
-    doomed_url, doomed = start_server(simulator, tmp_path / "doomed.log")
-    try:
-        with httpx.Client(
-            base_url=doomed_url, cookies=alice_http.cookies, headers=alice_http.headers
-        ) as http:
-            assert http.post(f"/cases/{case.pk}/groups/assessment/run").status_code == 302
-        _wait_until_it_generates()
-    finally:
-        doomed.send_signal(signal.SIGKILL)
-        doomed.wait()
+    _kill_a_server_mid_generation(
+        alice_http, simulator, tmp_path, f"/cases/{case.pk}/groups/assessment/run"
+    )
 
     view, _ = follow(alice_http, f"/cases/{case.pk}/groups/assessment/events")
 
