@@ -143,6 +143,7 @@ class ClinicalCase(models.Model):
 
         Returns the new stage runs and the group run, or raises CannotStart.
         """
+        self._lock()
         missing = self.missing_for(stage_keys)
         if missing:
             names = " and ".join(stage.title for stage in missing)
@@ -166,6 +167,11 @@ class ClinicalCase(models.Model):
             )
         return runs, workflow
 
+    def _lock(self) -> None:
+        """Hold the case until the transaction ends: two starts at once (two tabs, a double
+        click) would otherwise both find nothing running."""
+        ClinicalCase.objects.select_for_update().filter(pk=self.pk).values_list("pk").first()
+
     def _first_seq(self, stage_key: str) -> int:
         """A new run of a stage counts on from every earlier run of it (and a group's from
         its last run): a page that reconnects to the stage's stream with an earlier run's
@@ -176,6 +182,7 @@ class ClinicalCase(models.Model):
     @transaction.atomic
     def ask(self, question: str) -> tuple["ChatMessage", "ChatMessage"]:
         """The clinician's question and the queued reply, or CannotStart."""
+        self._lock()
         if self.chat_messages.filter(status__in=ACTIVE).exists():
             raise CannotStart("Wait for the current reply to finish, or stop it.")
         asked = ChatMessage.objects.create(
@@ -184,8 +191,10 @@ class ClinicalCase(models.Model):
         reply = ChatMessage.objects.create(case=self, role=ChatMessage.Role.ASSISTANT)
         return asked, reply
 
+    @transaction.atomic
     def continue_stage_run(self, stage_key: str) -> "StageRun":
         """A new run that carries on from the partial text of the stage's last run."""
+        self._lock()
         last = self.stage_runs.filter(stage_key=stage_key).order_by("-queued_at", "-id").first()
         if last is None or not last.resumable:
             raise CannotStart("There is nothing to continue: run the stage.")
@@ -195,8 +204,10 @@ class ClinicalCase(models.Model):
             reasoning=last.reasoning, summary=last.summary, thinking=last.thinking,
         )  # fmt: skip
 
+    @transaction.atomic
     def retry_reply(self, reply_id: int) -> "ChatMessage":
         """A new reply to the same conversation; the failed one stays, as it was."""
+        self._lock()
         if self.chat_messages.filter(status__in=ACTIVE).exists():
             raise CannotStart("Wait for the current reply to finish, or stop it.")
         failed = self.chat_messages.get(pk=reply_id, role=ChatMessage.Role.ASSISTANT)

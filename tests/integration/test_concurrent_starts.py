@@ -1,0 +1,61 @@
+"""Two starts at once (two tabs, a double click): one runs, the other is told why not."""
+
+import threading
+import time
+
+import httpx
+import pytest
+
+from workflow.models import ACTIVE, ChatMessage, StageRun
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ROUNDS = 6
+
+
+def _at_once(alice_http, path: str, data=None) -> list[httpx.Response]:
+    """POST `path` from two clients released at the same moment."""
+    barrier = threading.Barrier(2)
+    responses: list[httpx.Response] = []
+
+    def post():
+        with httpx.Client(
+            base_url=alice_http.base_url, cookies=alice_http.cookies,
+            headers={**alice_http.headers, "HX-Request": "true"}, timeout=30,
+        ) as http:  # fmt: skip
+            barrier.wait()
+            responses.append(http.post(path, data=data))
+
+    threads = [threading.Thread(target=post) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return responses
+
+
+def _wait_until_idle(model):
+    deadline = time.monotonic() + 15
+    while model.objects.filter(status__in=ACTIVE).exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
+def test_a_stage_started_twice_at_once_runs_once(alice_http, case, simulator):
+    simulator.configure(tps=400, words=20)
+    for round in range(1, ROUNDS + 1):
+        responses = _at_once(alice_http, f"/cases/{case.pk}/stages/summary/run")
+        assert [r.status_code for r in responses] == [200, 200]
+        assert sum("already running" in r.text for r in responses) == 1
+        assert StageRun.objects.count() == round
+        _wait_until_idle(StageRun)
+
+
+def test_a_question_sent_twice_at_once_is_answered_once(alice_http, case, simulator):
+    simulator.configure(tps=400, words=20)
+    for round in range(1, ROUNDS + 1):
+        responses = _at_once(alice_http, f"/cases/{case.pk}/chat", {"message": "And the ECG?"})
+        assert [r.status_code for r in responses] == [200, 200]
+        assert sum("Wait for the current reply" in r.text for r in responses) == 1
+        assert ChatMessage.objects.filter(role="assistant").count() == round
+        _wait_until_idle(ChatMessage)
