@@ -66,7 +66,7 @@ async def follow[S: Snapshot](
                 yield HEARTBEAT
                 # A change that was never published (or whose event was lost) shows here.
                 fresh = await load_snapshot()
-                if fresh.seq > seq:
+                if fresh.seq > seq or fresh.finished:
                     snapshot, seq = fresh, fresh.seq
                     yield snapshot
                 continue

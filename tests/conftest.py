@@ -5,18 +5,21 @@
 over real HTTP. Tests that use the server need committed data: `transactional_db`.
 """
 
+import asyncio
 import os
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Coroutine
 from pathlib import Path
 from urllib.parse import quote
 
 import httpx
 import pytest
+from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import connection
+from django.db import connection, connections
 from django.test import Client
 
 from workflow.llm.simulator import answer
@@ -145,6 +148,18 @@ def start_server(simulator: Simulator, log: Path, **env) -> tuple[str, subproces
             "medhastra.asgi:application"]  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     return url, _start(args, {**server_env(simulator), **env}, f"{url}/healthz", log)
+
+
+def run_async[T](job: Coroutine[None, None, T]) -> T:
+    """Run a coroutine as the server does, giving back the connections it took."""
+
+    async def and_close() -> T:
+        try:
+            return await job
+        finally:
+            await sync_to_async(connections.close_all)()
+
+    return asyncio.run(and_close())
 
 
 @pytest.fixture(scope="session")

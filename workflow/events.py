@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.core.exceptions import ObjectDoesNotExist
 from django.db import connection, transaction
 from django.http import HttpRequest
 from django.template.loader import render_to_string
@@ -89,7 +90,10 @@ def _read(load: Callable[[HttpRequest, int], Snapshot], request, pk: int) -> Sna
     with _connection_released(), transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        return load(request, pk)
+        try:
+            return load(request, pk)
+        except ObjectDoesNotExist:  # deleted with its case while followed: nothing more comes
+            return Snapshot(seq=0, finished=True, html="")
 
 
 def _interrupt_abandoned(case_id: int) -> None:

@@ -436,8 +436,8 @@ class StageRun(Generation):
     async def aended_status(self) -> str:
         """Stale instead of complete when the case, or an earlier stage it built on, changed
         while it ran: it reasoned about what no longer holds."""
-        case_edited = ClinicalCase.objects.filter(pk=self.case_id, updated_at__gt=self.started_at)
-        if await case_edited.aexists():
+        edited = ClinicalCase.objects.filter(pk=self.case_id, updated_at__gt=self.case.updated_at)
+        if await edited.aexists():
             return Status.STALE
         latest = await sync_to_async(self.case.latest_runs)()
         if any(key not in latest or latest[key].pk != pk for key, pk in self.inputs.items()):

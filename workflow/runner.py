@@ -10,11 +10,13 @@ import asyncio
 import contextvars
 import logging
 import uuid
-from collections.abc import Awaitable, Coroutine
+from collections.abc import Coroutine
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.core.exceptions import ObjectDoesNotExist
 from django.db import close_old_connections
 from django.utils import timezone
 from prometheus_client import Counter
@@ -33,6 +35,7 @@ from workflow.llm.errors import (
 )
 from workflow.models import (
     ChatMessage,
+    ClinicalCase,
     Generation,
     NoLongerActive,
     StageRun,
@@ -46,6 +49,8 @@ FINISHED = Counter("medhastra_generations_total", "Generations finished.", ["kin
 RETRIES = Counter("medhastra_provider_retries_total", "Provider attempts retried.", ["code"])
 
 STOPPED = "Stopped by the clinician."
+FAILED = "Something went wrong on our side; what was generated is kept."
+NOT_RUN = (Status.ERROR, "internal", "Not run: the group stopped early.")
 
 # The event loop keeps only weak references to tasks: these keep running work alive.
 _running: set[asyncio.Task] = set()
@@ -58,7 +63,7 @@ def start_stage_run(run: StageRun) -> None:
 
 def start_workflow_run(workflow_run: WorkflowRun, runs: list[StageRun]) -> None:
     """Run a group's queued stages in order in the background."""
-    _start(_run_workflow(workflow_run.pk), runs)
+    _start(_run_workflow(workflow_run.pk), runs, workflow_run)
 
 
 def start_chat_reply(reply: ChatMessage) -> None:
@@ -66,33 +71,56 @@ def start_chat_reply(reply: ChatMessage) -> None:
     _start(_run_chat_reply(reply.pk), [reply])
 
 
-def _start(job: Coroutine, generations: list[Generation]) -> None:
+def _start(
+    job: Coroutine, generations: list[Generation], workflow: WorkflowRun | None = None
+) -> None:
     # A fresh context: the request's context carries its own thread for sync code,
     # which Django closes when the response is sent.
     task = asyncio.get_running_loop().create_task(
-        _supervised(job, generations), context=contextvars.Context()
+        _supervised(job, generations, workflow), context=contextvars.Context()
     )
     _running.add(task)
     task.add_done_callback(_running.discard)
 
 
-async def _supervised(job: Coroutine, generations: list[Generation]) -> None:
-    """Run a job while renewing its leases; a job whose generation is gone just stops.
+async def _supervised(
+    job: Coroutine, generations: list[Generation], workflow: WorkflowRun | None
+) -> None:
+    """Run a job while renewing its leases; however it ends, none of its generations stays
+    queued or running, and its group ends.
 
     Jobs share one thread for the ORM: its connection goes back to the pool (or, if it
     broke, is dropped) between jobs, as Django does between requests.
     """
     await sync_to_async(close_old_connections)()
     lease = asyncio.ensure_future(_keep_leases(generations))
+    # How the generation a job was working on ends if the job left it unfinished.
+    cut_off = (Status.INTERRUPTED, "interrupted", leases.INTERRUPTED)  # the server stops
     try:
         await job
-    except NoLongerActive as exc:
+    except (NoLongerActive, ObjectDoesNotExist) as exc:
         logger.info("A job stopped: %s", exc)
+        cut_off = NOT_RUN
     except Exception:
-        logger.exception("A job failed.")
+        reference = uuid.uuid4().hex[:8]
+        logger.exception("A job failed (reference %s).", reference)
+        cut_off = (Status.ERROR, "internal", f"{FAILED} (Reference {reference}.)")
     finally:
         lease.cancel()
+        try:
+            await sync_to_async(_end_left_over)(generations, workflow, cut_off)
+        except Exception:
+            logger.warning("Ending a job's generations failed.", exc_info=True)
         await sync_to_async(close_old_connections)()
+
+
+def _end_left_over(generations: list[Generation], workflow: WorkflowRun | None, cut_off) -> None:
+    """The first generation a job left unfinished was cut off; a group never ran the rest."""
+    for generation in generations:
+        if leases.end(type(generation).objects.filter(pk=generation.pk), *cut_off):
+            cut_off = NOT_RUN
+    if workflow:
+        leases.end_group(workflow)
 
 
 async def _keep_leases(generations: list[Generation]) -> None:
@@ -107,39 +135,48 @@ async def _keep_leases(generations: list[Generation]) -> None:
 @dataclass
 class _Outlet:
     """Publishes a generation's persisted changes to its own stream and, in a group, to the
-    group's."""
+    group's.
+
+    Best effort: a follower that misses an event reads Postgres at its next heartbeat.
+    """
 
     generation: Generation
     workflow: WorkflowRun | None = None
+    group_seq: int | None = None  # the group stream's seq after this outlet's last change
 
     async def delta(self, texts: dict[str, str]) -> None:
-        await _publish(self._streams(), texts, self.generation.pk)
+        generation = self.generation
+        with _logged("Publishing text failed."):
+            await broker.publish_delta(generation.group_name, generation.seq, generation.pk, texts)
+            await self._to_group(texts)
 
     async def change(self) -> None:
-        await _publish(self._streams())
+        with _logged("Publishing a change failed."):
+            await broker.publish_change(self.generation.group_name, self.generation.seq)
+            await self._to_group(None)
 
-    async def _streams(self) -> list[tuple[str, int]]:
-        streams = [(self.generation.group_name, self.generation.seq)]
-        if self.workflow:
-            streams += await _group_streams(self.workflow)
-        return streams
+    async def _to_group(self, texts: dict[str, str] | None) -> None:
+        if not self.workflow:
+            return
+        before, self.group_seq = self.group_seq, await self.workflow.astream_seq()
+        if self.group_seq is None:  # deleted with its case
+            return
+        # Other requests change the group's runs too (an edit makes them stale): text that
+        # does not follow what the group's followers show is published as a change.
+        if texts and before is not None and self.group_seq == before + 1:
+            await broker.publish_delta(
+                self.workflow.group_name, self.group_seq, self.generation.pk, texts
+            )
+        else:
+            await broker.publish_change(self.workflow.group_name, self.group_seq)
 
 
-async def _group_streams(workflow: WorkflowRun) -> list[tuple[str, int]]:
-    # Postgres sums the group's seq up: other requests change the group's runs too.
-    return [(workflow.group_name, await workflow.astream_seq())]
-
-
-async def _publish(streams: Awaitable[list[tuple[str, int]]], texts=None, id=None) -> None:
-    """Best effort: a follower that misses an event reads Postgres at its next heartbeat."""
+@contextmanager
+def _logged(failure: str):
     try:
-        for group, seq in await streams:
-            if texts:
-                await broker.publish_delta(group, seq, id, texts)
-            else:
-                await broker.publish_change(group, seq)
+        yield
     except Exception:
-        logger.warning("Publishing a change failed.", exc_info=True)
+        logger.warning(failure, exc_info=True)
 
 
 _STAGE_RUNS = StageRun.objects.select_related("case", "continued_from")
@@ -153,6 +190,7 @@ async def _run_stage_by_id(stage_run_id: int) -> None:
 async def _run_stage(run: StageRun, outlet: _Outlet) -> str:
     """Generate one stage (or carry on from a partial run); returns its final status."""
     engine = get_engine()
+    run.case = await ClinicalCase.objects.aget(pk=run.case_id)  # as it is now, in a group too
     facts = run.case.facts()
     earlier = await sync_to_async(run.case.completed_runs)(before=run.stage)
     messages = stages.stage_messages(run.stage, facts, [(e.stage, e.summary) for e in earlier])
@@ -180,40 +218,21 @@ async def _run_stage(run: StageRun, outlet: _Outlet) -> str:
 
 async def _run_workflow(workflow_run_id: int) -> None:
     workflow = await WorkflowRun.objects.aget(pk=workflow_run_id)
-    runs = [run async for run in _STAGE_RUNS.filter(workflow_run=workflow).order_by("pk")]
-    try:
-        why_not: str | None = None
-        for run in runs:
-            outlet = _Outlet(run, workflow)
-            if why_not is None and await _stop_flagged(run):
-                why_not = STOPPED
-            if why_not is not None:
-                await _set_status(run, Status.CANCELLED, outlet, error_message=why_not)
-                continue
-            status = await _run_stage(run, outlet)
-            if status == Status.CANCELLED:
-                why_not = STOPPED
-            elif status == Status.STALE:
-                why_not = f"Not run: the case changed while {run.stage.title} ran."
-            elif status != Status.COMPLETE:
-                why_not = f"Not run: {run.stage.title} did not complete."
-    finally:
-        await _end_group(workflow, runs)
-
-
-async def _end_group(workflow: WorkflowRun, runs: list[StageRun]) -> None:
-    """The group is over, however it went: no run of it stays queued, and followers hear."""
-    for run in runs:
-        if not run.finished:
-            try:
-                await _set_status(
-                    run, Status.ERROR, _Outlet(run, workflow), finished_at=timezone.now(),
-                    error_code="internal", error_message="Not run: the group stopped early.",
-                )  # fmt: skip
-            except Exception:
-                logger.warning("Ending a run of a group failed.", exc_info=True)
-    await sync_to_async(workflow.finish)()
-    await _publish(_group_streams(workflow))
+    why_not: str | None = None
+    async for run in _STAGE_RUNS.filter(workflow_run=workflow).order_by("pk"):
+        outlet = _Outlet(run, workflow)
+        if why_not is None and await _stop_flagged(run):
+            why_not = STOPPED
+        if why_not is not None:
+            await _set_status(run, Status.CANCELLED, outlet, error_message=why_not)
+            continue
+        status = await _run_stage(run, outlet)
+        if status == Status.CANCELLED:
+            why_not = STOPPED
+        elif status == Status.STALE:
+            why_not = f"Not run: what {run.stage.title} built on changed while it ran."
+        elif status != Status.COMPLETE:
+            why_not = f"Not run: {run.stage.title} did not complete."
 
 
 async def _stop_flagged(generation: Generation) -> bool:

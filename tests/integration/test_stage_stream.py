@@ -2,6 +2,7 @@
 
 import contextlib
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -171,3 +172,18 @@ def test_a_reconnect_after_the_stage_was_run_again_shows_the_new_run(alice_http,
     reasoning, summary = simulator.stage_answers()[-1]
     assert squash(view.text("reasoning")) == squash(reasoning)
     assert squash(view.text("summary")) == squash(summary)
+
+
+def test_deleting_the_case_ends_its_open_streams(alice_http, case, simulator):
+    simulator.configure(tps=20, words=200)
+    url = _run(alice_http, case)
+    with ThreadPoolExecutor(1) as pool:
+        following = pool.submit(follow, alice_http, url)
+        deadline = time.monotonic() + 10
+        while not StageRun.objects.exclude(reasoning="").exists():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        case.delete()
+        view, _ = following.result(timeout=15)
+
+    assert view.names[-1] == "done"

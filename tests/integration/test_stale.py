@@ -3,7 +3,9 @@
 import time
 
 import pytest
+from django.utils import timezone
 
+from tests.conftest import run_async
 from tests.streams import follow, squash
 from workflow.models import StageRun
 
@@ -98,3 +100,14 @@ def test_a_stage_running_while_the_case_is_edited_ends_stale_and_its_group_ends(
     differential = StageRun.objects.get(case=case, stage_key="differential")
     assert squash(view.text("reasoning", "differential")) == squash(differential.reasoning)
     assert differential.reasoning, "what it generated is kept"
+
+
+def test_a_stage_that_read_the_case_before_an_edit_ends_stale(case):
+    """However short the moment between reading the case and starting to generate."""
+    [run], _ = case.start_stage_runs(("summary",))
+    run = StageRun.objects.select_related("case").get()  # the facts its prompt is built from
+    case.vitals = "HR 130, BP 80/50"
+    case.save()
+    run.started_at = timezone.now()
+
+    assert run_async(run.aended_status()) == "stale"

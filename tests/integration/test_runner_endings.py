@@ -1,0 +1,86 @@
+"""However a job ends, nothing it started stays queued or running, and followers hear."""
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+
+from tests.conftest import run_async
+from workflow import runner
+from workflow.models import NoLongerActive, StageRun, Status, WorkflowRun
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+async def _fails():
+    raise RuntimeError("a bug")
+
+
+def _group(case):
+    return case.start_stage_runs(("summary", "differential"), "assessment")
+
+
+def test_a_stage_job_that_fails_unexpectedly_ends_in_error_with_a_reference_at_once(case):
+    [run], _ = case.start_stage_runs(("summary",))
+
+    run_async(runner._supervised(_fails(), [run], None))
+
+    run.refresh_from_db()
+    assert run.status == Status.ERROR and run.error_code == "internal"
+    assert run.error_message.startswith("Something went wrong on our side")
+    assert "(Reference " in run.error_message
+
+
+def test_a_group_job_that_fails_ends_its_first_stage_in_error_and_the_rest_notrun_async(case):
+    runs, workflow = _group(case)
+
+    run_async(runner._supervised(_fails(), runs, workflow))
+
+    summary, differential = StageRun.objects.order_by("pk")
+    assert summary.status == Status.ERROR and "(Reference " in summary.error_message
+    assert differential.status == Status.ERROR
+    assert differential.error_message == "Not run: the group stopped early."
+    assert WorkflowRun.objects.get().finished_at is not None
+
+
+def test_a_group_whose_stage_another_process_interrupted_ends_with_the_rest_notrun_async(case):
+    runs, workflow = _group(case)
+    StageRun.objects.filter(pk=runs[0].pk).update(status=Status.INTERRUPTED)
+
+    async def taken_over():
+        raise NoLongerActive("interrupted elsewhere")
+
+    run_async(runner._supervised(taken_over(), runs, workflow))
+
+    summary, differential = StageRun.objects.order_by("pk")
+    assert summary.status == Status.INTERRUPTED
+    assert differential.error_message == "Not run: the group stopped early."
+    assert WorkflowRun.objects.get().finished_at is not None
+
+
+def test_group_text_after_someone_else_changed_the_group_is_published_as_a_change(case):
+    """A delta whose seq also counts another request's change would make a page that read
+    the snapshot in between show the text twice."""
+    (summary, differential), workflow = _group(case)
+    StageRun.objects.filter(pk=summary.pk).update(status=Status.COMPLETE)
+
+    async def scenario():
+        layer = get_channel_layer()
+        channel = await layer.new_channel()
+        await layer.group_add(workflow.group_name, channel)
+        outlet = runner._Outlet(differential, workflow)
+        await differential.aset_status(Status.RUNNING)
+        await outlet.change()
+        await differential.aappend({"reasoning": "first words"})
+        await outlet.delta({"reasoning": "first words"})
+        await sync_to_async(case.mark_all_stale)()  # the clinician edits the case
+        await differential.aappend({"reasoning": " and more"})
+        await outlet.delta({"reasoning": " and more"})
+        return [await layer.receive(channel) for _ in range(3)]
+
+    running, first_words, after_the_edit = run_async(scenario())
+    assert first_words == {
+        "type": "run.event", "seq": running["seq"] + 1, "id": differential.pk,
+        "texts": {"reasoning": "first words"},
+    }  # fmt: skip
+    assert after_the_edit == {"type": "run.event", "seq": running["seq"] + 3}
+    assert after_the_edit["seq"] == workflow.stream_seq()
