@@ -143,7 +143,7 @@ class ClinicalCase(models.Model):
 
         Returns the new stage runs and the group run, or raises CannotStart.
         """
-        self._lock()
+        self.lock()
         missing = self.missing_for(stage_keys)
         if missing:
             names = " and ".join(stage.title for stage in missing)
@@ -167,10 +167,11 @@ class ClinicalCase(models.Model):
             )
         return runs, workflow
 
-    def _lock(self) -> None:
+    def lock(self) -> None:
         """Hold the case until the transaction ends: two starts at once (two tabs, a double
         click) would otherwise both find nothing running."""
-        ClinicalCase.objects.select_for_update().filter(pk=self.pk).values_list("pk").first()
+        if not ClinicalCase.objects.select_for_update().filter(pk=self.pk).values("pk"):
+            raise CannotStart("This case was deleted.")
 
     def _first_seq(self, stage_key: str) -> int:
         """A new run of a stage counts on from every earlier run of it (and a group's from
@@ -182,7 +183,7 @@ class ClinicalCase(models.Model):
     @transaction.atomic
     def ask(self, question: str) -> tuple["ChatMessage", "ChatMessage"]:
         """The clinician's question and the queued reply, or CannotStart."""
-        self._lock()
+        self.lock()
         if self.chat_messages.filter(status__in=ACTIVE).exists():
             raise CannotStart("Wait for the current reply to finish, or stop it.")
         asked = ChatMessage.objects.create(
@@ -194,7 +195,7 @@ class ClinicalCase(models.Model):
     @transaction.atomic
     def continue_stage_run(self, stage_key: str) -> "StageRun":
         """A new run that carries on from the partial text of the stage's last run."""
-        self._lock()
+        self.lock()
         last = self.stage_runs.filter(stage_key=stage_key).order_by("-queued_at", "-id").first()
         if last is None or not last.resumable:
             raise CannotStart("There is nothing to continue: run the stage.")
@@ -207,7 +208,7 @@ class ClinicalCase(models.Model):
     @transaction.atomic
     def retry_reply(self, reply_id: int) -> "ChatMessage":
         """A new reply to the same conversation; the failed one stays, as it was."""
-        self._lock()
+        self.lock()
         if self.chat_messages.filter(status__in=ACTIVE).exists():
             raise CannotStart("Wait for the current reply to finish, or stop it.")
         failed = self.chat_messages.get(pk=reply_id, role=ChatMessage.Role.ASSISTANT)
@@ -315,28 +316,31 @@ class Generation(Streamable, models.Model):
         if self.first_token_at is None:
             self.first_token_at = timezone.now()
             changes["first_token_at"] = Value(self.first_token_at)
-        await self._aupdate(seq=F("seq") + 1, **changes)
+        await sync_to_async(self._update)(seq=F("seq") + 1, **changes)
         self.seq += 1
         for name, text in texts.items():
             setattr(self, name, getattr(self, name) + text)
         return self.seq
 
-    async def aset_status(self, status: str, **fields) -> int:
+    def set_status(self, status: str, **fields) -> int:
         """Move to a new status (with any fields that go with it); returns the new seq."""
-        await self._aupdate(seq=F("seq") + 1, status=status, **fields)
+        self._update(seq=F("seq") + 1, status=status, **fields)
         self.seq += 1
         self.status = status
         for name, value in fields.items():
             setattr(self, name, value)
         return self.seq
 
-    async def aended_status(self) -> str:
-        """The status for a generation that has generated its whole answer."""
-        return Status.COMPLETE
+    async def aset_status(self, status: str, **fields) -> int:
+        return await sync_to_async(self.set_status)(status, **fields)
 
-    async def _aupdate(self, **changes) -> None:
+    async def acomplete(self, **fields) -> None:
+        """It has generated its whole answer."""
+        await self.aset_status(Status.COMPLETE, **fields)
+
+    def _update(self, **changes) -> None:
         """Update the row while it is still being generated, else raise NoLongerActive."""
-        if not await type(self).objects.filter(pk=self.pk, status__in=ACTIVE).aupdate(**changes):
+        if not type(self).objects.filter(pk=self.pk, status__in=ACTIVE).update(**changes):
             raise NoLongerActive(f"{type(self).__name__} {self.pk} is no longer being generated.")
 
 
@@ -433,16 +437,23 @@ class StageRun(Generation):
     def text_so_far(self) -> str:
         return self.reasoning + self.summary
 
-    async def aended_status(self) -> str:
-        """Stale instead of complete when the case, or an earlier stage it built on, changed
-        while it ran: it reasoned about what no longer holds."""
+    async def acomplete(self, **fields) -> None:
+        """Complete, or stale when the case, or an earlier stage it built on, changed while it
+        ran: it reasoned about what no longer holds."""
+        await sync_to_async(self._complete)(**fields)
+
+    @transaction.atomic
+    def _complete(self, **fields) -> None:
+        # Decided holding the case, as edits and starts do: neither slips in between.
+        self.case.lock()
+        self.set_status(Status.COMPLETE if self._still_current() else Status.STALE, **fields)
+
+    def _still_current(self) -> bool:
         edited = ClinicalCase.objects.filter(pk=self.case_id, updated_at__gt=self.case.updated_at)
-        if await edited.aexists():
-            return Status.STALE
-        latest = await sync_to_async(self.case.latest_runs)()
-        if any(key not in latest or latest[key].pk != pk for key, pk in self.inputs.items()):
-            return Status.STALE
-        return Status.COMPLETE
+        latest = self.case.latest_runs()
+        return not edited.exists() and all(
+            key in latest and latest[key].pk == pk for key, pk in self.inputs.items()
+        )
 
     def raw_output(self) -> str:
         """The text as the model wrote it, tags included, for asking it to carry on."""

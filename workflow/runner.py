@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.core.exceptions import ObjectDoesNotExist
 from django.db import close_old_connections
 from django.utils import timezone
 from prometheus_client import Counter
@@ -98,7 +97,7 @@ async def _supervised(
     cut_off = (Status.INTERRUPTED, "interrupted", leases.INTERRUPTED)  # the server stops
     try:
         await job
-    except (NoLongerActive, ObjectDoesNotExist) as exc:
+    except NoLongerActive as exc:
         logger.info("A job stopped: %s", exc)
         cut_off = NOT_RUN
     except Exception:
@@ -193,6 +192,15 @@ async def _run_stage(run: StageRun, outlet: _Outlet) -> str:
     run.case = await ClinicalCase.objects.aget(pk=run.case_id)  # as it is now, in a group too
     facts = run.case.facts()
     earlier = await sync_to_async(run.case.completed_runs)(before=run.stage)
+    done = {e.stage_key for e in earlier}
+    missing = [stages.STAGES[key].title for key in run.stage.needs if key not in done]
+    if missing:  # made stale since the run was queued: by an edit, or by running it again
+        names = " and ".join(missing)
+        await _set_status(
+            run, Status.ERROR, outlet, finished_at=timezone.now(), error_code="not_run",
+            error_message=f"Not run: {names} went out of date first. Run {names} again.",
+        )  # fmt: skip
+        return run.status
     messages = stages.stage_messages(run.stage, facts, [(e.stage, e.summary) for e in earlier])
     router = ContentRouter()
     if run.continued_from:
@@ -355,13 +363,12 @@ async def _finish(generation: Generation, outlet: _Outlet, work: Coroutine) -> s
         )  # fmt: skip
         return Status.ERROR
     usage = working.result()
-    status = await generation.aended_status()
-    await _set_status(
-        generation, status, outlet, finished_at=timezone.now(),
+    await _changed(generation, outlet, generation.acomplete(
+        finished_at=timezone.now(),
         prompt_tokens=usage.prompt_tokens if usage else None,
         completion_tokens=usage.completion_tokens if usage else None,
-    )  # fmt: skip
-    return status
+    ))  # fmt: skip
+    return generation.status
 
 
 async def _stop_requested(generation: Generation) -> None:
@@ -386,10 +393,14 @@ async def _append(generation: Generation, texts: dict[str, str], outlet: _Outlet
 
 
 async def _set_status(generation: Generation, status: str, outlet: _Outlet, **fields) -> None:
+    await _changed(generation, outlet, generation.aset_status(status, **fields))
+
+
+async def _changed(generation: Generation, outlet: _Outlet, change: Coroutine) -> None:
     async def persist() -> None:
-        await generation.aset_status(status, **fields)
+        await change
         if generation.finished:
-            FINISHED.labels(type(generation).__name__, status).inc()
+            FINISHED.labels(type(generation).__name__, generation.status).inc()
         await outlet.change()
 
     await _to_the_end(persist())

@@ -1,12 +1,16 @@
 """The clinician in the loop: what changed makes later conclusions stale; history stays."""
 
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from django.db import connection, transaction
 from django.utils import timezone
 
 from tests.conftest import run_async
 from tests.streams import follow, squash
+from workflow import runner
 from workflow.models import StageRun
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -110,4 +114,53 @@ def test_a_stage_that_read_the_case_before_an_edit_ends_stale(case):
     case.save()
     run.started_at = timezone.now()
 
-    assert run_async(run.aended_status()) == "stale"
+    run_async(run.acomplete())
+
+    assert StageRun.objects.get().status == "stale"
+
+
+def test_a_group_stage_whose_input_went_stale_before_it_started_is_not_run(case):
+    (summary, differential), workflow = case.start_stage_runs(
+        ("summary", "differential"), "assessment"
+    )
+    StageRun.objects.filter(pk=summary.pk).update(status="complete", summary="A summary.")
+    case.mark_all_stale()  # the clinician edits the case between the two stages
+
+    status = run_async(runner._run_stage(differential, runner._Outlet(differential, workflow)))
+
+    differential.refresh_from_db()
+    assert status == "error" and differential.error_code == "not_run"
+    assert differential.error_message == (
+        "Not run: Problem representation went out of date first. Run Problem representation again."
+    )
+    assert differential.reasoning == ""
+
+
+def test_a_stage_ending_while_its_input_is_being_run_again_ends_stale(case):
+    """The start's transaction holds the case: the ending waits for it, then sees it."""
+    [summary], _ = case.start_stage_runs(("summary",))
+    StageRun.objects.filter(pk=summary.pk).update(status="complete", summary="A summary.")
+    [differential], _ = case.start_stage_runs(("differential",))
+    StageRun.objects.filter(pk=differential.pk).update(
+        status="running", inputs={"summary": summary.pk}
+    )
+    differential = StageRun.objects.select_related("case").get(pk=differential.pk)
+    started, go_on = threading.Event(), threading.Event()
+
+    def run_summary_again():
+        try:
+            with transaction.atomic():
+                case.start_stage_runs(("summary",))
+                started.set()
+                go_on.wait(timeout=5)
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(1) as pool:
+        starting = pool.submit(run_summary_again)
+        assert started.wait(timeout=5)
+        threading.Timer(0.5, go_on.set).start()
+        run_async(differential.acomplete())
+        starting.result()
+
+    assert StageRun.objects.get(pk=differential.pk).status == "stale"
