@@ -49,7 +49,7 @@ RETRIES = Counter("medhastra_provider_retries_total", "Provider attempts retried
 
 STOPPED = "Stopped by the clinician."
 FAILED = "Something went wrong on our side; what was generated is kept."
-NOT_RUN = (Status.ERROR, "internal", "Not run: the group stopped early.")
+NOT_RUN = (Status.ERROR, "not_run", "Not run: the group stopped early.")
 
 # The event loop keeps only weak references to tasks: these keep running work alive.
 _running: set[asyncio.Task] = set()
@@ -191,16 +191,15 @@ async def _run_stage(run: StageRun, outlet: _Outlet) -> str:
     engine = get_engine()
     run.case = await ClinicalCase.objects.aget(pk=run.case_id)  # as it is now, in a group too
     facts = run.case.facts()
-    earlier = await sync_to_async(run.case.completed_runs)(before=run.stage)
-    done = {e.stage_key for e in earlier}
-    missing = [stages.STAGES[key].title for key in run.stage.needs if key not in done]
+    missing = await sync_to_async(run.case.missing_for)((run.stage_key,))
     if missing:  # made stale since the run was queued: by an edit, or by running it again
-        names = " and ".join(missing)
+        names = " and ".join(stage.title for stage in missing)
         await _set_status(
             run, Status.ERROR, outlet, finished_at=timezone.now(), error_code="not_run",
             error_message=f"Not run: {names} went out of date first. Run {names} again.",
         )  # fmt: skip
         return run.status
+    earlier = await sync_to_async(run.case.completed_runs)(before=run.stage)
     messages = stages.stage_messages(run.stage, facts, [(e.stage, e.summary) for e in earlier])
     router = ContentRouter()
     if run.continued_from:
