@@ -48,8 +48,8 @@ FINISHED = Counter("medhastra_generations_total", "Generations finished.", ["kin
 RETRIES = Counter("medhastra_provider_retries_total", "Provider attempts retried.", ["code"])
 
 STOPPED = "Stopped by the clinician."
-FAILED = "Something went wrong on our side; what was generated is kept."
-NOT_RUN = (Status.ERROR, "not_run", "Not run: the group stopped early.")
+FAILED = "Something went wrong on our side."
+NOT_RUN = (Status.ERROR, "not_run", "The group stopped early.")
 
 # The event loop keeps only weak references to tasks: these keep running work alive.
 _running: set[asyncio.Task] = set()
@@ -196,7 +196,7 @@ async def _run_stage(run: StageRun, outlet: _Outlet) -> str:
         names = " and ".join(stage.title for stage in missing)
         await _set_status(
             run, Status.ERROR, outlet, finished_at=timezone.now(), error_code="not_run",
-            error_message=f"Not run: {names} went out of date first. Run {names} again.",
+            error_message=f"{names} went out of date first: run {names} again.",
         )  # fmt: skip
         return run.status
     earlier = await sync_to_async(run.case.completed_runs)(before=run.stage)
@@ -237,9 +237,9 @@ async def _run_workflow(workflow_run_id: int) -> None:
         if status == Status.CANCELLED:
             why_not = STOPPED
         elif status == Status.STALE:
-            why_not = f"Not run: what {run.stage.title} built on changed while it ran."
+            why_not = f"What {run.stage.title} built on changed while it ran."
         elif status != Status.COMPLETE:
-            why_not = f"Not run: {run.stage.title} did not complete."
+            why_not = f"{run.stage.title} did not complete."
 
 
 async def _stop_flagged(generation: Generation) -> bool:

@@ -79,7 +79,11 @@ def test_a_failed_stage_stops_the_group_and_says_why(alice_http, case, simulator
     view, _ = follow(alice_http, _run_group(alice_http, case, "assessment"))
     statuses = dict(StageRun.objects.values_list("stage_key", "status"))
     assert statuses == {"summary": "error", "differential": "cancelled"}
-    assert "Not run: Problem representation did not complete." in view.events[-1].data
+    said = " ".join(view.events[-1].data.split())
+    assert (
+        "Differential diagnosis was not run.</strong> Problem representation did not complete."
+        in said
+    )
 
 
 def test_run_all_runs_the_six_stages_in_order(alice_http, case, simulator):

@@ -38,7 +38,7 @@ def test_a_group_job_that_fails_ends_its_first_stage_in_error_and_the_rest_notru
     summary, differential = StageRun.objects.order_by("pk")
     assert summary.status == Status.ERROR and "(Reference " in summary.error_message
     assert differential.status == Status.ERROR
-    assert differential.error_message == "Not run: the group stopped early."
+    assert differential.error_message == "The group stopped early."
     assert WorkflowRun.objects.get().finished_at is not None
 
 
@@ -53,7 +53,7 @@ def test_a_group_whose_stage_another_process_interrupted_ends_with_the_rest_notr
 
     summary, differential = StageRun.objects.order_by("pk")
     assert summary.status == Status.INTERRUPTED
-    assert differential.error_message == "Not run: the group stopped early."
+    assert differential.error_message == "The group stopped early."
     assert WorkflowRun.objects.get().finished_at is not None
 
 

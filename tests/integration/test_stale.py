@@ -131,7 +131,7 @@ def test_a_group_stage_whose_input_went_stale_before_it_started_is_not_run(case)
     differential.refresh_from_db()
     assert status == "error" and differential.error_code == "not_run"
     assert differential.error_message == (
-        "Not run: Problem representation went out of date first. Run Problem representation again."
+        "Problem representation went out of date first: run Problem representation again."
     )
     assert differential.reasoning == ""
 
