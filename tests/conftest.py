@@ -150,6 +150,14 @@ def start_server(simulator: Simulator, log: Path, **env) -> tuple[str, subproces
     return url, _start(args, {**server_env(simulator), **env}, f"{url}/healthz", log)
 
 
+def wait_until(condition, seconds: float = 10, why: str = "timed out") -> None:
+    """Poll `condition` until it holds; fail with `why` after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, why
+        time.sleep(0.05)
+
+
 def run_async[T](job: Coroutine[None, None, T]) -> T:
     """Run a coroutine as the server does, giving back the connections it took."""
 

@@ -1,11 +1,11 @@
 """Two starts at once (two tabs, a double click): one runs, the other is told why not."""
 
 import threading
-import time
 
 import httpx
 import pytest
 
+from tests.conftest import wait_until
 from workflow.models import ACTIVE, ChatMessage, StageRun
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -34,13 +34,6 @@ def _at_once(alice_http, path: str, data=None) -> list[httpx.Response]:
     return responses
 
 
-def _wait_until_idle(model):
-    deadline = time.monotonic() + 15
-    while model.objects.filter(status__in=ACTIVE).exists():
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-
-
 def test_a_stage_started_twice_at_once_runs_once(alice_http, case, simulator):
     simulator.configure(tps=400, words=20)
     for round in range(1, ROUNDS + 1):
@@ -48,7 +41,7 @@ def test_a_stage_started_twice_at_once_runs_once(alice_http, case, simulator):
         assert [r.status_code for r in responses] == [200, 200]
         assert sum("already running" in r.text for r in responses) == 1
         assert StageRun.objects.count() == round
-        _wait_until_idle(StageRun)
+        wait_until(lambda: not StageRun.objects.filter(status__in=ACTIVE).exists(), 15)
 
 
 def test_a_question_sent_twice_at_once_is_answered_once(alice_http, case, simulator):
@@ -58,4 +51,4 @@ def test_a_question_sent_twice_at_once_is_answered_once(alice_http, case, simula
         assert [r.status_code for r in responses] == [200, 200]
         assert sum("Wait for the current reply" in r.text for r in responses) == 1
         assert ChatMessage.objects.filter(role="assistant").count() == round
-        _wait_until_idle(ChatMessage)
+        wait_until(lambda: not ChatMessage.objects.filter(status__in=ACTIVE).exists(), 15)

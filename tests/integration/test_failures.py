@@ -5,6 +5,7 @@ import time
 
 import pytest
 
+from tests.conftest import wait_until
 from tests.streams import follow, squash
 from workflow.models import ChatMessage, StageRun
 
@@ -20,13 +21,6 @@ def _post(http, case, path):
 def _run(http, case, key="summary"):
     _post(http, case, f"stages/{key}/run")
     return follow(http, f"/cases/{case.pk}/stages/{key}/events")[0]
-
-
-def _wait_for(condition, seconds=10.0):
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 def test_a_busy_provider_is_retried_and_the_clinician_sees_it(alice_http, case, simulator):
@@ -52,7 +46,7 @@ def test_a_provider_that_stays_down_ends_in_error_with_a_reference_in_the_log(
     reference = re.search(r"Reference (\w{8})", run.error_message)[1]
     assert reference in view.events[-1].data
     assert "Traceback" not in view.events[-1].data
-    _wait_for(lambda: reference in server_log.read_text())
+    wait_until(lambda: reference in server_log.read_text())
     assert "Chest pain" not in server_log.read_text(), "no PHI in the logs"
 
 
@@ -103,7 +97,7 @@ def test_a_dropped_stream_can_be_retried_and_the_failed_run_stays_readable(
 def test_stop_ends_a_running_stage_and_keeps_its_text(alice_http, case, simulator):
     simulator.configure(tps=20, words=200)
     _post(alice_http, case, "stages/summary/run")
-    _wait_for(lambda: StageRun.objects.get().reasoning)
+    wait_until(lambda: StageRun.objects.get().reasoning)
     _post(alice_http, case, "stages/summary/cancel")
     view = follow(alice_http, f"/cases/{case.pk}/stages/summary/events")[0]
 
@@ -118,7 +112,7 @@ def test_stop_ends_a_running_stage_and_keeps_its_text(alice_http, case, simulato
 def test_stop_ends_a_group_and_the_stages_after_it(alice_http, case, simulator):
     simulator.configure(tps=20, words=200)
     _post(alice_http, case, "groups/assessment/run")
-    _wait_for(lambda: StageRun.objects.filter(status="running").exists())
+    wait_until(lambda: StageRun.objects.filter(status="running").exists())
     _post(alice_http, case, "groups/assessment/cancel")
     follow(alice_http, f"/cases/{case.pk}/groups/assessment/events")
     statuses = dict(StageRun.objects.values_list("stage_key", "status"))
@@ -139,7 +133,7 @@ def test_a_failed_reply_can_be_retried_and_stop_ends_a_reply(alice_http, case, s
     simulator.configure(tps=10, words=200)
     _post(alice_http, case, f"chat/{failed.pk}/retry")
     reply = ChatMessage.objects.filter(role="assistant").latest("queued_at")
-    _wait_for(lambda: ChatMessage.objects.get(pk=reply.pk).content)
+    wait_until(lambda: ChatMessage.objects.get(pk=reply.pk).content)
     _post(alice_http, case, f"chat/{reply.pk}/cancel")
     view = follow(alice_http, f"/cases/{case.pk}/chat/{reply.pk}/events")[0]
     reply.refresh_from_db()

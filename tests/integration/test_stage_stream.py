@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from streaming.sse import Parser
+from tests.conftest import wait_until
 from tests.streams import follow, squash
 from workflow.llm.simulator import answer
 from workflow.models import StageRun
@@ -80,10 +81,10 @@ def test_a_reconnect_that_saw_everything_gets_only_done(alice_http, case, simula
 def test_closing_the_stream_does_not_stop_generation(alice_http, case, simulator):
     simulator.configure(tps=50)
     follow(alice_http, _run(alice_http, case), stop_after=2)
-    deadline = time.monotonic() + 20
-    while StageRun.objects.get(case=case).status != "complete":
-        assert time.monotonic() < deadline, "the run did not finish without a watcher"
-        time.sleep(0.2)
+    wait_until(
+        lambda: StageRun.objects.get(case=case).status == "complete",
+        20, "the run did not finish without a watcher",
+    )  # fmt: skip
     reasoning, _ = simulator.stage_answers()[-1]
     assert StageRun.objects.get(case=case).reasoning == reasoning
 
@@ -98,10 +99,10 @@ def test_a_disconnect_frees_the_stream(alice_http, case, simulator):
     simulator.configure(tps=20)
     url = _run(alice_http, case)
     follow(alice_http, url, stop_after=2)
-    deadline = time.monotonic() + 10
-    while "medhastra_open_event_streams 0.0" not in alice_http.get("/metrics").text:
-        assert time.monotonic() < deadline, "the closed stream is still held by the server"
-        time.sleep(0.1)
+    wait_until(
+        lambda: "medhastra_open_event_streams 0.0" in alice_http.get("/metrics").text,
+        why="the closed stream is still held by the server",
+    )
 
 
 def test_a_missing_summary_is_asked_for_separately(alice_http, case, simulator):
@@ -149,10 +150,7 @@ def test_open_streams_leave_the_database_pool_to_everyone_else(alice_http, case,
 
 
 def _wait_for(runs, status: str) -> None:
-    deadline = time.monotonic() + 10
-    while not runs.filter(status=status).exists():
-        assert time.monotonic() < deadline, f"no run became {status}"
-        time.sleep(0.02)
+    wait_until(runs.filter(status=status).exists, why=f"no run became {status}")
 
 
 def test_a_reconnect_after_the_stage_was_run_again_shows_the_new_run(alice_http, case, simulator):
@@ -179,10 +177,7 @@ def test_deleting_the_case_ends_its_open_streams(alice_http, case, simulator):
     url = _run(alice_http, case)
     with ThreadPoolExecutor(1) as pool:
         following = pool.submit(follow, alice_http, url)
-        deadline = time.monotonic() + 10
-        while not StageRun.objects.exclude(reasoning="").exists():
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_until(StageRun.objects.exclude(reasoning="").exists)
         case.delete()
         view, _ = following.result(timeout=15)
 

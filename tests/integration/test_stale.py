@@ -1,14 +1,13 @@
 """The clinician in the loop: what changed makes later conclusions stale; history stays."""
 
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from django.db import connection, transaction
 from django.utils import timezone
 
-from tests.conftest import run_async
+from tests.conftest import run_async, wait_until
 from tests.streams import follow, squash
 from workflow import runner
 from workflow.models import StageRun
@@ -87,10 +86,7 @@ def test_a_stage_running_while_the_case_is_edited_ends_stale_and_its_group_ends(
     simulator.configure(tps=40, words=80)
     alice_http.post(f"/cases/{case.pk}/groups/assessment/run")
     running = StageRun.objects.filter(case=case, stage_key="differential", status="running")
-    deadline = time.monotonic() + 20
-    while not running.exists():
-        assert time.monotonic() < deadline, "the differential never started"
-        time.sleep(0.05)
+    wait_until(running.exists, 20, "the differential never started")
     alice_client.post(
         f"/cases/{case.pk}/edit/",
         {"age": "58", "sex": "male", "chief_complaint": "Chest pain for 2 hours",
