@@ -28,7 +28,7 @@ bench: $(STAMP)
 	FAULT_STAGES=300 RELIABILITY_REPORT=docs/reliability.md $(PY) -m pytest tests/load -q
 
 simulator: $(STAMP)
-	$(PY) manage.py llm_simulator
+	$(PY) -m tests.llm_simulator
 
 clean:
 	rm -rf $(VENV)

@@ -12,7 +12,7 @@ RECONNECT_MILLISECONDS = 1000  # Chromium waits about 3 s to reconnect without i
 OPEN_STREAMS = Gauge("medhastra_open_event_streams", "Event streams currently open.")
 
 
-async def _stream(events: AsyncIterator[str]) -> AsyncIterator[str]:
+async def _with_retry_first(events: AsyncIterator[str]) -> AsyncIterator[str]:
     OPEN_STREAMS.inc()
     try:
         yield sse.retry(RECONNECT_MILLISECONDS)
@@ -24,7 +24,7 @@ async def _stream(events: AsyncIterator[str]) -> AsyncIterator[str]:
 
 def sse_response(events: AsyncIterator[str]) -> StreamingHttpResponse:
     """Stream already encoded events; a disconnect cancels the iterator (cleanup in finally)."""
-    response = StreamingHttpResponse(_stream(events), content_type="text/event-stream")
+    response = StreamingHttpResponse(_with_retry_first(events), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
     return response

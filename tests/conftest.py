@@ -22,7 +22,8 @@ from django.conf import settings
 from django.db import connection, connections
 from django.test import Client
 
-from workflow.llm.simulator import answer
+from tests.llm_simulator import answer
+from workflow import asyncdb
 from workflow.models import ClinicalCase
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -112,9 +113,8 @@ def _stop(process: subprocess.Popen) -> None:
 def simulator_process(django_db_setup):
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {"DATABASE_URL": _test_database_url()}
-    args = [sys.executable, "manage.py", "llm_simulator", "--port", str(port)]
-    process = _start(args, env, f"{url}/control")
+    args = [sys.executable, "-m", "tests.llm_simulator", "--port", str(port)]
+    process = _start(args, {}, f"{url}/control")
     yield Simulator(url)
     _stop(process)
 
@@ -165,6 +165,7 @@ def run_async[T](job: Coroutine[None, None, T]) -> T:
         try:
             return await job
         finally:
+            await asyncdb.close()
             await sync_to_async(connections.close_all)()
 
     return asyncio.run(and_close())

@@ -33,9 +33,18 @@ class WorkflowRunAdmin(admin.ModelAdmin):
 
 @admin.register(StageRun)
 class StageRunAdmin(admin.ModelAdmin):
-    list_display = ["id", "case", "stage_key", "status", "engine", "queued_at",
-                    "time_to_first_token", "duration", "completion_tokens",
-                    "error_code"]  # fmt: skip
+    list_display = [
+        "id",
+        "case",
+        "stage_key",
+        "status",
+        "engine",
+        "queued_at",
+        "time_to_first_token",
+        "duration",
+        "completion_tokens",
+        "error_code",
+    ]
     list_filter = ["status", "stage_key", "engine", "error_code"]
     search_fields = ["case__chief_complaint", "error_message"]
     date_hierarchy = "queued_at"

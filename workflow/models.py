@@ -1,14 +1,19 @@
+import asyncio
 from datetime import timedelta
 from itertools import chain
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import models, transaction
-from django.db.models import F, Max, Q, Sum, Value
-from django.db.models.functions import Coalesce, Concat, Greatest
+from django.db.models import Count, Exists, F, Max, OuterRef, Q, Subquery, Sum
+from django.db.models.functions import Coalesce, Greatest
 from django.urls import reverse
 from django.utils import timezone
+from prometheus_client import Counter
+from psycopg import sql
 
+from streaming import broker
+from workflow import announcements, asyncdb
 from workflow.stages import RUNNABLE_GROUPS, STAGES, Stage
 
 
@@ -24,6 +29,11 @@ class Status(models.TextChoices):
 
 ACTIVE = (Status.QUEUED, Status.RUNNING)
 RESUMABLE = (Status.ERROR, Status.CANCELLED, Status.INTERRUPTED)
+
+STOPPED = "Stopped by the clinician."
+INTERRUPTED = "The server generating this stopped before it finished (a restart or a crash)."
+
+ENDED = Counter("medhastra_generations_total", "Generations finished.", ["kind", "status"])
 
 
 def new_lease():
@@ -48,12 +58,24 @@ class ClinicalCaseQuerySet(models.QuerySet):
         """Annotated with `last_activity`: the last edit, stage run or chat message."""
 
         def newest(model):
-            rows = model.objects.filter(case=models.OuterRef("pk")).order_by("-queued_at")
-            return Coalesce(models.Subquery(rows.values("queued_at")[:1]), "updated_at")
+            rows = model.objects.filter(case=OuterRef("pk")).order_by("-queued_at")
+            return Coalesce(Subquery(rows.values("queued_at")[:1]), "updated_at")
 
         return self.annotate(
             last_activity=Greatest("updated_at", newest(StageRun), newest(ChatMessage))
         ).order_by("-last_activity")
+
+    def with_progress(self) -> "ClinicalCaseQuerySet":
+        """Annotated with `stages_complete`: the stages whose latest run is complete."""
+        complete = (
+            StageRun.objects.latest_of_their_stage()
+            .filter(case=OuterRef("pk"), status=Status.COMPLETE)
+            .order_by()
+            .values("case")
+            .annotate(count=Count("pk"))
+            .values("count")
+        )
+        return self.annotate(stages_complete=Coalesce(Subquery(complete), 0))
 
 
 class ClinicalCase(models.Model):
@@ -81,8 +103,18 @@ class ClinicalCase(models.Model):
 
     objects = ClinicalCaseQuerySet.as_manager()
 
-    FIELDS = ["age", "sex", "chief_complaint", "history", "medications", "allergies", "vitals",
-              "exam", "results", "question"]  # fmt: skip
+    FIELDS = [
+        "age",
+        "sex",
+        "chief_complaint",
+        "history",
+        "medications",
+        "allergies",
+        "vitals",
+        "exam",
+        "results",
+        "question",
+    ]
 
     class Meta:
         ordering = ["-updated_at"]
@@ -107,14 +139,16 @@ class ClinicalCase(models.Model):
     def runs_by_stage(self) -> dict[str, list["StageRun"]]:
         """Every run of each stage, newest first."""
         runs: dict[str, list[StageRun]] = {key: [] for key in STAGES}
-        for run in self.stage_runs.order_by("-queued_at", "-id"):
+        for run in self.stage_runs.all():
             runs[run.stage_key].append(run)
         return runs
 
     def latest_runs(self) -> dict[str, "StageRun"]:
         """The most recent run of each stage that has one."""
-        runs = self.stage_runs.order_by("stage_key", "-queued_at", "-id").distinct("stage_key")
-        return {run.stage_key: run for run in runs}
+        return {run.stage_key: run for run in self.stage_runs.latest_of_their_stage()}
+
+    def latest_run(self, stage_key: str) -> "StageRun | None":
+        return self.stage_runs.of_stage(stage_key).first()
 
     def completed_runs(self, before: Stage | None = None) -> list["StageRun"]:
         """The latest complete run of each stage (before `before`), in workflow order."""
@@ -143,13 +177,12 @@ class ClinicalCase(models.Model):
 
         Returns the new stage runs and the group run, or raises CannotStart.
         """
-        self.lock()
+        self.hold()
         missing = self.missing_for(stage_keys)
         if missing:
             names = " and ".join(stage.title for stage in missing)
             raise CannotStart(f"Run {names} first: {STAGES[stage_keys[0]].title} builds on it.")
-        active = self.stage_runs.filter(stage_key__in=stage_keys, status__in=ACTIVE)
-        busy = active.order_by("pk").first()
+        busy = self.stage_runs.active().filter(stage_key__in=stage_keys).order_by("pk").first()
         if busy:
             raise CannotStart(f"{busy.stage.title} is already running.")
         workflow = None
@@ -167,25 +200,27 @@ class ClinicalCase(models.Model):
             )
         return runs, workflow
 
-    def lock(self) -> None:
-        """Hold the case until the transaction ends: two starts at once (two tabs, a double
-        click) would otherwise both find nothing running."""
-        if not ClinicalCase.objects.select_for_update().filter(pk=self.pk).values("pk"):
+    def lock(self) -> bool:
+        """Hold the case until the transaction ends; False if it was deleted."""
+        return bool(ClinicalCase.objects.select_for_update().filter(pk=self.pk).values("pk"))
+
+    def hold(self) -> None:
+        """Lock the case for a start: two starts at once (two tabs, a double click) would
+        otherwise both find nothing running."""
+        if not self.lock():
             raise CannotStart("This case was deleted.")
 
     def _first_seq(self, stage_key: str) -> int:
         """A new run of a stage counts on from every earlier run of it (and a group's from
         its last run): a page that reconnects to the stage's stream with an earlier run's
         last event id must not take the new run for what it already shows."""
-        earlier = self.stage_runs.filter(stage_key=stage_key).aggregate(seq=Max("seq"))["seq"]
+        earlier = self.stage_runs.of_stage(stage_key).aggregate(seq=Max("seq"))["seq"]
         return earlier + 1 if earlier is not None else 0
 
     @transaction.atomic
     def ask(self, question: str) -> tuple["ChatMessage", "ChatMessage"]:
         """The clinician's question and the queued reply, or CannotStart."""
-        self.lock()
-        if self.chat_messages.filter(status__in=ACTIVE).exists():
-            raise CannotStart("Wait for the current reply to finish, or stop it.")
+        self._hold_for_a_reply()
         asked = ChatMessage.objects.create(
             case=self, role=ChatMessage.Role.USER, content=question, status=Status.COMPLETE
         )
@@ -193,28 +228,36 @@ class ClinicalCase(models.Model):
         return asked, reply
 
     @transaction.atomic
-    def continue_stage_run(self, stage_key: str) -> "StageRun":
-        """A new run that carries on from the partial text of the stage's last run."""
-        self.lock()
-        last = self.stage_runs.filter(stage_key=stage_key).order_by("-queued_at", "-id").first()
-        if last is None or not last.resumable:
-            raise CannotStart("There is nothing to continue: run the stage.")
-        return StageRun.objects.create(
-            case=self, stage_key=stage_key, seq=self._first_seq(stage_key), continued_from=last,
-            inputs=last.inputs,
-            reasoning=last.reasoning, summary=last.summary, thinking=last.thinking,
-        )  # fmt: skip
-
-    @transaction.atomic
     def retry_reply(self, reply_id: int) -> "ChatMessage":
         """A new reply to the same conversation; the failed one stays, as it was."""
-        self.lock()
-        if self.chat_messages.filter(status__in=ACTIVE).exists():
-            raise CannotStart("Wait for the current reply to finish, or stop it.")
+        self._hold_for_a_reply()
         failed = self.chat_messages.get(pk=reply_id, role=ChatMessage.Role.ASSISTANT)
         if failed.status not in RESUMABLE:
             raise CannotStart("That reply is complete.")
         return ChatMessage.objects.create(case=self, role=ChatMessage.Role.ASSISTANT)
+
+    def _hold_for_a_reply(self) -> None:
+        self.hold()
+        if self.chat_messages.active().exists():
+            raise CannotStart("Wait for the current reply to finish, or stop it.")
+
+    @transaction.atomic
+    def continue_stage_run(self, stage_key: str) -> "StageRun":
+        """A new run that carries on from the partial text of the stage's last run."""
+        self.hold()
+        last = self.latest_run(stage_key)
+        if last is None or not last.resumable:
+            raise CannotStart("There is nothing to continue: run the stage.")
+        return StageRun.objects.create(
+            case=self,
+            stage_key=stage_key,
+            seq=self._first_seq(stage_key),
+            continued_from=last,
+            inputs=last.inputs,
+            reasoning=last.reasoning,
+            summary=last.summary,
+            thinking=last.thinking,
+        )
 
     def mark_stale_after(self, stage_key: str) -> int:
         """A stage is running again: the complete runs that used its old output are stale."""
@@ -228,9 +271,6 @@ class ClinicalCase(models.Model):
             status=Status.STALE, seq=F("seq") + 1
         )
 
-    def stages_complete(self) -> int:
-        return sum(run.status == Status.COMPLETE for run in self.latest_runs().values())
-
     def timeline(self) -> list["StageRun | ChatMessage"]:
         """The conversation in the ChatContainer: stage summaries and chat, in order."""
         runs = self.stage_runs.exclude(status=Status.CANCELLED, started_at=None)
@@ -240,12 +280,11 @@ class ClinicalCase(models.Model):
 
     def active_stream(self) -> "Streamable | None":
         """What the page should follow now: a running group, else the newest active run."""
-        workflow = self.workflow_runs.filter(finished_at=None).order_by("-created_at").first()
+        workflow = self.workflow_runs.unfinished().first()
         if workflow:
             return workflow
         runs = chain(
-            self.stage_runs.filter(status__in=ACTIVE, workflow_run=None),
-            self.chat_messages.filter(status__in=ACTIVE),
+            self.stage_runs.active().filter(workflow_run=None), self.chat_messages.active()
         )
         return max(runs, key=lambda item: item.queued_at, default=None)
 
@@ -255,13 +294,32 @@ class Streamable:
 
     stream_prefix: str
 
+    @classmethod
+    def stream_group_of(cls, pk: int) -> str:
+        return f"{cls.stream_prefix}.{pk}"
+
     @property
-    def group_name(self) -> str:
-        return f"{self.stream_prefix}.{self.pk}"
+    def stream_group(self) -> str:
+        return self.stream_group_of(self.pk)
+
+
+class GenerationQuerySet(models.QuerySet):
+    def active(self):
+        """Queued or running: not ended yet."""
+        return self.filter(status__in=ACTIVE)
+
+    def expired(self):
+        """Active, but the process generating it stopped renewing its lease."""
+        return self.active().filter(lease_expires_at__lt=timezone.now())
 
 
 class Generation(Streamable, models.Model):
-    """Text an LLM generates for the clinician: its status, timings and what went wrong."""
+    """Text an LLM generates for the clinician: its status, timings and what went wrong.
+
+    Its life: queued → running (`start`) → complete, stale, error, cancelled or
+    interrupted (`end`, the one way out of queued or running). Every change raises `seq`
+    and is announced to the generation's followers after it is persisted.
+    """
 
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.QUEUED)
     thinking = models.TextField(blank=True, help_text="The model's separate reasoning field.")
@@ -281,13 +339,18 @@ class Generation(Streamable, models.Model):
         default=new_lease, help_text="Renewed while a process generates it; then interrupted."
     )
 
+    objects = GenerationQuerySet.as_manager()
+
+    # The group stream's seq after this generation's last announced change, if any.
+    group_seq: int | None = None
+
     class Meta:
         abstract = True
 
     @property
-    def cancel_group(self) -> str:
+    def stop_group(self) -> str:
         """Where a stop request is signalled to the process generating it."""
-        return f"stop.{self.group_name}"
+        return f"stop.{self.stream_group}"
 
     @property
     def resumable(self) -> bool:
@@ -310,38 +373,134 @@ class Generation(Streamable, models.Model):
             return (self.finished_at - self.started_at).total_seconds()
         return None
 
-    async def aappend(self, texts: dict[str, str]) -> int:
-        """Persist generated text (appended in SQL, never rewritten); returns the new seq."""
-        changes = {name: Concat(F(name), Value(text)) for name, text in texts.items()}
-        if self.first_token_at is None:
-            self.first_token_at = timezone.now()
-            changes["first_token_at"] = Value(self.first_token_at)
-        await sync_to_async(self._update)(seq=F("seq") + 1, **changes)
-        self.seq += 1
-        for name, text in texts.items():
-            setattr(self, name, getattr(self, name) + text)
-        return self.seq
+    def _no_longer_active(self) -> NoLongerActive:
+        return NoLongerActive(f"{type(self).__name__} {self.pk} is no longer being generated.")
 
-    def set_status(self, status: str, **fields) -> int:
-        """Move to a new status (with any fields that go with it); returns the new seq."""
-        self._update(seq=F("seq") + 1, status=status, **fields)
+    async def group_stream(self) -> tuple[str, int] | None:
+        """The group stream this generation is part of, with its seq now (None if none)."""
+        return None
+
+    async def start(self, **fields) -> None:
+        """Queued → running: a process has begun generating it."""
+        await self._change(
+            [Status.QUEUED], status=Status.RUNNING, started_at=timezone.now(), **fields
+        )
+
+    async def set_notice(self, notice: str) -> None:
+        """Tell the clinician what happens meanwhile (a retry), while it is generated."""
+        await self._change(ACTIVE, notice=notice)
+
+    async def _change(self, statuses, **fields) -> None:
+        changed = (
+            await type(self)
+            .objects.filter(pk=self.pk, status__in=statuses)
+            .aupdate(seq=F("seq") + 1, **fields)
+        )
+        if not changed:
+            raise self._no_longer_active()
         self.seq += 1
-        self.status = status
         for name, value in fields.items():
             setattr(self, name, value)
-        return self.seq
+        await announcements.change(self)
 
-    async def aset_status(self, status: str, **fields) -> int:
-        return await sync_to_async(self.set_status)(status, **fields)
+    async def append(self, texts: dict[str, str]) -> None:
+        """Persist generated text (appended in SQL, never rewritten), then announce it.
 
-    async def acomplete(self, **fields) -> None:
-        """It has generated its whole answer."""
-        await self.aset_status(Status.COMPLETE, **fields)
+        It finishes even when a Stop cancels the caller meanwhile: a text persisted but not
+        counted, or counted but not persisted, would be lost or written twice.
+        """
+        if not texts:
+            return
+        appending = asyncio.ensure_future(self._append(texts))
+        try:
+            await asyncio.shield(appending)
+        except asyncio.CancelledError:
+            await appending
+            raise
 
-    def _update(self, **changes) -> None:
-        """Update the row while it is still being generated, else raise NoLongerActive."""
-        if not type(self).objects.filter(pk=self.pk, status__in=ACTIVE).update(**changes):
-            raise NoLongerActive(f"{type(self).__name__} {self.pk} is no longer being generated.")
+    async def _append(self, texts: dict[str, str]) -> None:
+        columns = [sql.Identifier(self._meta.get_field(name).column) for name in texts]
+        query = sql.SQL(
+            "UPDATE {table} SET {appends}, seq = seq + 1, "
+            "first_token_at = COALESCE(first_token_at, now()) "
+            "WHERE id = %s AND status = ANY(%s) RETURNING seq"
+        ).format(
+            table=sql.Identifier(self._meta.db_table),
+            appends=sql.SQL(", ").join(sql.SQL("{0} = {0} || %s").format(c) for c in columns),
+        )
+        seq = await asyncdb.fetch_value(query, (*texts.values(), self.pk, list(ACTIVE)))
+        if seq is None:
+            raise self._no_longer_active()
+        self.seq = seq
+        for name, text in texts.items():
+            setattr(self, name, getattr(self, name) + text)
+        await announcements.text(self, texts)
+
+    async def end(
+        self, status: str, *, code: str = "", message: str = "", only_from=ACTIVE, **fields
+    ) -> bool:
+        """The one way a generation stops being queued or running: claim it with a
+        conditional UPDATE, record how it ended, and tell its followers.
+
+        Called by the runner, Stop, the lease sweeper and a job's supervisor alike; False
+        when another of them got there first (only the first ending counts).
+        """
+        changes = {
+            "status": status,
+            "finished_at": timezone.now(),
+            "error_code": code,
+            "error_message": message,
+            "notice": "",
+            **fields,
+        }
+        if not await sync_to_async(self._claim)(changes, only_from):
+            return False
+        ENDED.labels(type(self).__name__, self.status).inc()
+        await announcements.change(self)
+        return True
+
+    @transaction.atomic
+    def _claim(self, changes: dict, only_from) -> bool:
+        mine = type(self).objects.filter(pk=self.pk, status__in=only_from)
+        if not mine.update(seq=F("seq") + 1, **changes):
+            return False
+        self.refresh_from_db(fields=["seq", *changes])
+        return True
+
+    async def stop(self) -> None:
+        """The clinician's Stop. Still queued, it ends at once; running, its process is
+        asked to stop, and ends it keeping what it generated."""
+        await type(self).objects.active().filter(pk=self.pk).aupdate(cancel_requested=True)
+        if not await self.end(
+            Status.CANCELLED, code="cancelled", message=STOPPED, only_from=[Status.QUEUED]
+        ):
+            await broker.signal(self.stop_group)
+
+    async def still_queued(self) -> bool:
+        """Not started, and not ended (nor deleted) meanwhile."""
+        return await type(self).objects.filter(pk=self.pk, status=Status.QUEUED).aexists()
+
+    async def stop_requested(self) -> bool:
+        """Whether the clinician asked to stop it (read from Postgres)."""
+        flag = type(self).objects.filter(pk=self.pk).values("cancel_requested")
+        return bool(await asyncdb.value_of(flag))
+
+    async def renew_lease(self) -> None:
+        """Keep the lease while this process works on it."""
+        query = sql.SQL(
+            "UPDATE {table} SET lease_expires_at = %s WHERE id = %s AND status = ANY(%s)"
+        ).format(table=sql.Identifier(self._meta.db_table))
+        await asyncdb.execute(query, (new_lease(), self.pk, list(ACTIVE)))
+
+
+class WorkflowRunQuerySet(models.QuerySet):
+    def unfinished(self):
+        return self.filter(finished_at=None)
+
+    def abandoned(self):
+        """Unfinished, yet none of its stage runs is queued or running: its process died
+        between its last stage and its end."""
+        return self.unfinished().exclude(stage_runs__status__in=ACTIVE)
 
 
 class WorkflowRun(Streamable, models.Model):
@@ -357,6 +516,8 @@ class WorkflowRun(Streamable, models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
+    objects = WorkflowRunQuerySet.as_manager()
+
     class Meta:
         ordering = ["-created_at"]
 
@@ -371,34 +532,55 @@ class WorkflowRun(Streamable, models.Model):
     def finished(self) -> bool:
         return self.finished_at is not None
 
-    def stream_seq(self) -> int:
+    @staticmethod
+    def _stream_seq(pk: int):
         """The group stream's seq: its own plus its stage runs', as Postgres holds them now.
 
         Every change to the group or to one of its runs raises it, whoever makes it.
         """
-        return WorkflowRun.objects.filter(pk=self.pk).aggregate(seq=_GROUP_SEQ)["seq"]
-
-    async def astream_seq(self) -> int:
-        return (await WorkflowRun.objects.filter(pk=self.pk).aaggregate(seq=_GROUP_SEQ))["seq"]
-
-    def finish(self) -> bool:
-        """Record that the group is over (once); False if it already was."""
-        return bool(
-            WorkflowRun.objects.filter(pk=self.pk, finished_at=None).update(
-                seq=F("seq") + 1, finished_at=timezone.now()
-            )
+        return (
+            WorkflowRun.objects.filter(pk=pk)
+            .annotate(stream_seq=F("seq") + Coalesce(Sum("stage_runs__seq"), 0))
+            .values("stream_seq")
         )
 
+    def stream_seq(self) -> int | None:
+        row = self._stream_seq(self.pk).first()
+        return row["stream_seq"] if row else None
 
-_GROUP_SEQ = Max("seq") + Coalesce(Sum("stage_runs__seq"), 0)
+    @classmethod
+    async def astream_seq_of(cls, pk: int) -> int | None:
+        return await asyncdb.value_of(cls._stream_seq(pk))
+
+    async def end(self) -> bool:
+        """Record that the group is over (once) and tell its followers; False if it already
+        was."""
+        finished = await WorkflowRun.objects.filter(pk=self.pk, finished_at=None).aupdate(
+            seq=F("seq") + 1, finished_at=timezone.now()
+        )
+        if finished:
+            await announcements.group_change(self.stream_group, await self.astream_seq_of(self.pk))
+        return bool(finished)
+
+
+class StageRunQuerySet(GenerationQuerySet):
+    def of_stage(self, stage_key: str):
+        return self.filter(stage_key=stage_key)
+
+    def latest_of_their_stage(self):
+        """The newest run of each stage of each case."""
+        newer = StageRun.objects.filter(
+            case=OuterRef("case"),
+            stage_key=OuterRef("stage_key"),
+            queued_at__gte=OuterRef("queued_at"),
+        ).filter(Q(queued_at__gt=OuterRef("queued_at")) | Q(pk__gt=OuterRef("pk")))
+        return self.exclude(Exists(newer))
 
 
 class StageRun(Generation):
     """One run of one stage: the reasoning and summary it generated, and what it built on."""
 
     stream_prefix = "stage-run"
-    Status = Status
-    ACTIVE = ACTIVE
 
     case = models.ForeignKey(ClinicalCase, on_delete=models.CASCADE, related_name="stage_runs")
     workflow_run = models.ForeignKey(
@@ -411,9 +593,15 @@ class StageRun(Generation):
         default=dict, blank=True, help_text="The earlier stage runs whose summaries it used."
     )
     continued_from = models.ForeignKey(
-        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="continuations",
+        "self",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="continuations",
         help_text="The run whose partial text this one carries on from.",
-    )  # fmt: skip
+    )
+
+    objects = StageRunQuerySet.as_manager()
 
     class Meta:
         ordering = ["-queued_at", "-id"]
@@ -437,16 +625,20 @@ class StageRun(Generation):
     def text_so_far(self) -> str:
         return self.reasoning + self.summary
 
-    async def acomplete(self, **fields) -> None:
-        """Complete, or stale when the case, or an earlier stage it built on, changed while it
-        ran: it reasoned about what no longer holds."""
-        await sync_to_async(self._complete)(**fields)
+    async def group_stream(self) -> tuple[str, int] | None:
+        if self.workflow_run_id is None:
+            return None
+        seq = await WorkflowRun.astream_seq_of(self.workflow_run_id)
+        return None if seq is None else (WorkflowRun.stream_group_of(self.workflow_run_id), seq)
 
     @transaction.atomic
-    def _complete(self, **fields) -> None:
-        # Decided holding the case, as edits and starts do: neither slips in between.
-        self.case.lock()
-        self.set_status(Status.COMPLETE if self._still_current() else Status.STALE, **fields)
+    def _claim(self, changes: dict, only_from) -> bool:
+        # Complete only if what it reasoned about still holds, decided holding the case as
+        # edits and starts do: neither slips in between.
+        completing = changes["status"] == Status.COMPLETE
+        if completing and self.case.lock() and not self._still_current():
+            changes["status"] = Status.STALE
+        return super()._claim(changes, only_from)
 
     def _still_current(self) -> bool:
         edited = ClinicalCase.objects.filter(pk=self.case_id, updated_at__gt=self.case.updated_at)

@@ -109,6 +109,10 @@ RUN_ALL = Group("all", "All stages", tuple(STAGES))
 RUNNABLE_GROUPS: dict[str, Group] = {**GROUPS, RUN_ALL.key: RUN_ALL}
 
 
+CASE = "# The case"
+TASK = "# Your task: "
+
+
 def case_text(facts: Iterable[tuple[str, str]]) -> str:
     return "\n".join(f"{label}: {value}" for label, value in facts)
 
@@ -117,11 +121,11 @@ def stage_messages(
     stage: Stage, facts: Iterable[tuple[str, str]], earlier: Iterable[tuple[Stage, str]]
 ) -> list[dict[str, str]]:
     """The chat messages that ask the model for one stage."""
-    parts = [f"# The case\n{case_text(facts)}"]
+    parts = [f"{CASE}\n{case_text(facts)}"]
     summaries = [f"## {s.title}\n{summary}" for s, summary in earlier]
     if summaries:
         parts.append("# Conclusions of the earlier stages\n" + "\n\n".join(summaries))
-    parts.append(f"# Your task: {stage.title}\n{stage.instructions}\n\n{OUTPUT_FORMAT}")
+    parts.append(f"{TASK}{stage.title}\n{stage.instructions}\n\n{OUTPUT_FORMAT}")
     return [
         {"role": "system", "content": SYSTEM_PROMPT},
         {"role": "user", "content": "\n\n".join(parts)},
@@ -134,7 +138,7 @@ def chat_messages(
     conversation: Iterable[tuple[str, str]],
 ) -> list[dict[str, str]]:
     """A follow-up conversation: the case and the stage conclusions, then the chat so far."""
-    context = [f"# The case\n{case_text(facts)}"]
+    context = [f"{CASE}\n{case_text(facts)}"]
     summaries = [f"## {s.title}\n{summary}" for s, summary in earlier]
     if summaries:
         context.append("# Conclusions of the workflow so far\n" + "\n\n".join(summaries))

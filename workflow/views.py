@@ -2,15 +2,16 @@ from asgiref.sync import sync_to_async
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import connection
+from django.db.models import QuerySet
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from streaming.response import sse_response
-from workflow import events, leases, runner, workspace
+from workflow import events, fragments, runner, workspace
 from workflow.forms import ChatForm, ClinicalCaseForm
-from workflow.models import ACTIVE, CannotStart, ChatMessage, ClinicalCase, WorkflowRun
+from workflow.models import CannotStart, ChatMessage, ClinicalCase, Generation, WorkflowRun
 from workflow.stages import RUNNABLE_GROUPS, STAGES
 
 
@@ -30,10 +31,8 @@ async def aget_case_for_user(request, case_id: int) -> ClinicalCase:
 @login_required
 @require_GET
 def case_list(request):
-    leases.interrupt_abandoned()
-    cases = ClinicalCase.objects.visible_to(request.user).with_last_activity()
-    rows = [(case, case.stages_complete()) for case in cases]
-    return render(request, "workflow/case_list.html", {"rows": rows, "stage_count": len(STAGES)})
+    cases = ClinicalCase.objects.visible_to(request.user).with_last_activity().with_progress()
+    return render(request, "workflow/case_list.html", {"cases": cases, "stage_count": len(STAGES)})
 
 
 @login_required
@@ -66,7 +65,6 @@ def case_edit(request, case_id: int):
 @require_GET
 def workspace_page(request, case_id: int):
     case = get_case_for_user(request, case_id)
-    leases.interrupt_abandoned(case.pk)
     context = workspace.page(case, request.GET.get("stage"))
     return render(request, "workflow/workspace.html", {**context, "form": ChatForm()})
 
@@ -77,7 +75,7 @@ async def run_stage(request, case_id: int, stage_key: str):
     case = await aget_case_for_user(request, case_id)
     if stage_key not in STAGES:
         raise Http404("No such stage.")
-    return await _start(request, case, (stage_key,), None)
+    return await _start_runs(request, case, (stage_key,), None)
 
 
 @login_required
@@ -86,10 +84,10 @@ async def run_group(request, case_id: int, group_key: str):
     case = await aget_case_for_user(request, case_id)
     if group_key not in RUNNABLE_GROUPS:
         raise Http404("No such group.")
-    return await _start(request, case, RUNNABLE_GROUPS[group_key].stage_keys, group_key)
+    return await _start_runs(request, case, RUNNABLE_GROUPS[group_key].stage_keys, group_key)
 
 
-async def _start(request, case: ClinicalCase, stage_keys, group_key):
+async def _start_runs(request, case: ClinicalCase, stage_keys, group_key):
     try:
         runs, workflow = await sync_to_async(case.start_stage_runs)(stage_keys, group_key)
     except CannotStart as refusal:
@@ -104,7 +102,7 @@ async def _start(request, case: ClinicalCase, stage_keys, group_key):
 async def _started(request, case, followed, runs):
     if not request.htmx:
         return redirect(case)
-    return HttpResponse(await sync_to_async(_started_fragments)(request, case, followed, runs))
+    return HttpResponse(await sync_to_async(fragments.started)(request, case, followed, runs))
 
 
 @login_required
@@ -125,51 +123,37 @@ async def continue_stage(request, case_id: int, stage_key: str):
 @require_POST
 async def cancel_stage(request, case_id: int, stage_key: str):
     case = await aget_case_for_user(request, case_id)
-    active = case.stage_runs.filter(stage_key=stage_key, status__in=ACTIVE)
-    return await _stop(request, case, [run async for run in active])
+    return await _stop(request, case, case.stage_runs.active().of_stage(stage_key))
 
 
 @login_required
 @require_POST
 async def cancel_group(request, case_id: int, group_key: str):
     case = await aget_case_for_user(request, case_id)
-    active = case.stage_runs.filter(workflow_run__group_key=group_key, status__in=ACTIVE)
-    return await _stop(request, case, [run async for run in active])
+    return await _stop(
+        request, case, case.stage_runs.active().filter(workflow_run__group_key=group_key)
+    )
 
 
 @login_required
 @require_POST
 async def cancel_reply(request, case_id: int, message_id: int):
     case = await aget_case_for_user(request, case_id)
-    active = case.chat_messages.filter(pk=message_id, status__in=ACTIVE)
-    return await _stop(request, case, [reply async for reply in active])
+    return await _stop(request, case, case.chat_messages.active().filter(pk=message_id))
 
 
-async def _stop(request, case: ClinicalCase, generations):
-    """Ask for a stop; the page sees it happen on the stream it follows."""
-    await sync_to_async(leases.request_stop)(generations)
+async def _stop(request, case: ClinicalCase, generations: QuerySet[Generation]):
+    """Stop them; the page sees it happen on the stream it follows."""
+    async for generation in generations:
+        await generation.stop()
     if request.htmx:
         return HttpResponse(status=204)
     return redirect(case)
 
 
-def _started_fragments(request, case, followed, runs) -> str:
-    """The page's answer to a start: follow its stream, show the runs queued."""
-    sections = [workspace.section(case, run.stage_key) for run in runs]
-    context = {**workspace.stepper(case), "stream_url": workspace.events_url(followed)}
-    html = workspace.fragments(request, ["stream-host", "stepper", "notice"], context)
-    for section in sections:
-        html += workspace.fragments(request, ["reasoning-section"], {"section": section})
-    bubbles = [
-        workspace.fragment(request, "summary-bubble", {"run": run, "stage": run.stage})
-        for run in runs
-    ]
-    return html + workspace.fragment(request, "append-to-chat", {"bubbles": bubbles})
-
-
 async def _refuse(request, case: ClinicalCase, notice: str):
     if request.htmx:
-        return HttpResponse(workspace.fragments(request, ["notice"], {"notice": notice}))
+        return HttpResponse(fragments.refused(request, notice))
     await sync_to_async(messages.warning)(request, notice)
     return redirect(case)
 
@@ -204,24 +188,19 @@ async def retry_reply(request, case_id: int, message_id: int):
 
 
 def _replying(request, case: ClinicalCase, new_messages):
-    """The page's answer to a question: show it, follow the reply's stream."""
     if not request.htmx:
         return redirect(case)
-    reply = new_messages[-1]
-    bubbles = [workspace.fragment(request, "chat-bubble", {"message": m}) for m in new_messages]
-    context = {"stream_url": workspace.events_url(reply), "case_id": case.pk, "replying": True}
-    html = workspace.fragments(request, ["stream-host", "chat-form", "notice"], context)
-    return HttpResponse(html + workspace.fragment(request, "append-to-chat", {"bubbles": bubbles}))
+    return HttpResponse(fragments.replying(request, case, new_messages))
 
 
 @login_required
 @require_GET
 async def stage_events(request, case_id: int, stage_key: str):
     case = await aget_case_for_user(request, case_id)
-    run = await case.stage_runs.filter(stage_key=stage_key).order_by("-queued_at", "-id").afirst()
+    run = await case.stage_runs.of_stage(stage_key).afirst()
     if run is None:
         raise Http404("This stage has not been run.")
-    return _stream(request, run, events.stage_run_snapshot)
+    return _event_stream(request, run, fragments.stage_run_snapshot)
 
 
 @login_required
@@ -231,7 +210,7 @@ async def group_events(request, case_id: int, group_key: str):
     workflow = await WorkflowRun.objects.filter(case=case, group_key=group_key).afirst()
     if workflow is None:
         raise Http404("This group has not been run.")
-    return _stream(request, workflow, events.workflow_run_snapshot)
+    return _event_stream(request, workflow, fragments.workflow_run_snapshot)
 
 
 @login_required
@@ -243,10 +222,10 @@ async def chat_events(request, case_id: int, message_id: int):
         reply = await replies.aget(pk=message_id)
     except ChatMessage.DoesNotExist:
         raise Http404("No such reply.") from None
-    return _stream(request, reply, events.chat_reply_snapshot)
+    return _event_stream(request, reply, fragments.chat_reply_snapshot)
 
 
-def _stream(request, followed, load):
+def _event_stream(request, followed, load):
     try:
         last_event_id = int(request.headers.get("Last-Event-ID", ""))
     except ValueError:

@@ -2,11 +2,9 @@
 
 from dataclasses import dataclass, field
 
-from django.http import HttpRequest
-from django.template.loader import render_to_string
 from django.urls import reverse
 
-from workflow.models import ACTIVE, ChatMessage, ClinicalCase, StageRun, WorkflowRun
+from workflow.models import ChatMessage, ClinicalCase, StageRun, WorkflowRun
 from workflow.stages import GROUPS, RUN_ALL, STAGES, Stage
 
 
@@ -17,6 +15,11 @@ class Section:
     stage: Stage
     run: StageRun | None = None
     earlier: list[StageRun] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, stage: Stage, runs: list[StageRun]) -> "Section":
+        """From every run of the stage, newest first."""
+        return cls(stage, runs[0] if runs else None, runs[1:])
 
 
 def events_url(item: StageRun | WorkflowRun | ChatMessage) -> str:
@@ -32,7 +35,7 @@ def events_url(item: StageRun | WorkflowRun | ChatMessage) -> str:
 def stepper(case: ClinicalCase) -> dict:
     """The stepper: every stage's latest run, by group, and the group running now."""
     latest = case.latest_runs()
-    workflow = case.workflow_runs.filter(finished_at=None).first()
+    workflow = case.workflow_runs.unfinished().first()
     progress = None
     if workflow:
         runs = list(workflow.stage_runs.order_by("pk"))
@@ -46,48 +49,30 @@ def stepper(case: ClinicalCase) -> dict:
             for group in GROUPS.values()
         ],
         "run_all": RUN_ALL,
-        "busy": any(run.status in ACTIVE for run in latest.values()),
+        "busy": any(not run.finished for run in latest.values()),
         "workflow": workflow,
         "progress": progress,
     }
 
 
 def section(case: ClinicalCase, stage_key: str) -> Section:
-    runs = list(case.stage_runs.filter(stage_key=stage_key).order_by("-queued_at", "-id"))
-    return Section(STAGES[stage_key], runs[0] if runs else None, runs[1:])
+    return Section.of(STAGES[stage_key], list(case.stage_runs.of_stage(stage_key)))
 
 
 def page(case: ClinicalCase, selected: str | None) -> dict:
     runs = case.runs_by_stage()
-    stream = case.active_stream()
     return {
         **stepper(case),
         "case": case,
-        "sections": [
-            Section(stage, runs[key][0] if runs[key] else None, runs[key][1:])
-            for key, stage in STAGES.items()
-        ],
+        "sections": [Section.of(stage, runs[key]) for key, stage in STAGES.items()],
         "timeline": case.timeline(),
-        "stream_url": events_url(stream) if stream else None,
-        "replying": case.chat_messages.filter(status__in=ACTIVE).exists(),
+        "stream_url": next_stream_url(case),
+        "replying": case.chat_messages.active().exists(),
         "selected": selected if selected in STAGES else None,
     }
 
 
 def next_stream_url(case: ClinicalCase) -> str | None:
-    """After a stream ends, the page follows whatever else is still running."""
+    """What the page follows: whatever is running now, if anything."""
     stream = case.active_stream()
     return events_url(stream) if stream else None
-
-
-PAGE = "workflow/workspace.html"
-
-
-def fragment(request: HttpRequest, partial: str, context: dict) -> str:
-    """One partial of the workspace page, as the page itself renders it."""
-    return render_to_string(f"{PAGE}#{partial}", context, request)
-
-
-def fragments(request: HttpRequest, partials: list[str], context: dict) -> str:
-    """Partials that replace their counterparts on the page (`hx-swap-oob`)."""
-    return "".join(fragment(request, p, {**context, "oob": True}) for p in partials)

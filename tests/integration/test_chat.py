@@ -2,8 +2,8 @@
 
 import pytest
 
+from tests.llm_simulator import answer
 from tests.streams import follow, squash
-from workflow.llm.simulator import answer
 from workflow.models import ChatMessage
 
 pytestmark = pytest.mark.django_db(transaction=True)

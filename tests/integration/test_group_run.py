@@ -4,8 +4,8 @@ import time
 
 import pytest
 
+from tests.llm_simulator import answer
 from tests.streams import follow, squash
-from workflow.llm.simulator import answer
 from workflow.models import StageRun, WorkflowRun
 
 pytestmark = pytest.mark.django_db(transaction=True)

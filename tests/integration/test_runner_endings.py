@@ -22,7 +22,7 @@ def _group(case):
 def test_a_stage_job_that_fails_unexpectedly_ends_in_error_with_a_reference_at_once(case):
     [run], _ = case.start_stage_runs(("summary",))
 
-    run_async(runner._supervised(_fails(), [run], None))
+    run_async(runner._supervised(_fails, [run], None))
 
     run.refresh_from_db()
     assert run.status == Status.ERROR and run.error_code == "internal"
@@ -33,7 +33,7 @@ def test_a_stage_job_that_fails_unexpectedly_ends_in_error_with_a_reference_at_o
 def test_a_group_job_that_fails_ends_its_first_stage_in_error_and_the_rest_notrun_async(case):
     runs, workflow = _group(case)
 
-    run_async(runner._supervised(_fails(), runs, workflow))
+    run_async(runner._supervised(_fails, runs, workflow))
 
     summary, differential = StageRun.objects.order_by("pk")
     assert summary.status == Status.ERROR and "(Reference " in summary.error_message
@@ -49,7 +49,7 @@ def test_a_group_whose_stage_another_process_interrupted_ends_with_the_rest_notr
     async def taken_over():
         raise NoLongerActive("interrupted elsewhere")
 
-    run_async(runner._supervised(taken_over(), runs, workflow))
+    run_async(runner._supervised(taken_over, runs, workflow))
 
     summary, differential = StageRun.objects.order_by("pk")
     assert summary.status == Status.INTERRUPTED
@@ -66,15 +66,11 @@ def test_group_text_after_someone_else_changed_the_group_is_published_as_a_chang
     async def scenario():
         layer = get_channel_layer()
         channel = await layer.new_channel()
-        await layer.group_add(workflow.group_name, channel)
-        outlet = runner._Outlet(differential, workflow)
-        await differential.aset_status(Status.RUNNING)
-        await outlet.change()
-        await differential.aappend({"reasoning": "first words"})
-        await outlet.delta({"reasoning": "first words"})
+        await layer.group_add(workflow.stream_group, channel)
+        await differential.start()
+        await differential.append({"reasoning": "first words"})
         await sync_to_async(case.mark_all_stale)()  # the clinician edits the case
-        await differential.aappend({"reasoning": " and more"})
-        await outlet.delta({"reasoning": " and more"})
+        await differential.append({"reasoning": " and more"})
         return [await layer.receive(channel) for _ in range(3)]
 
     running, first_words, after_the_edit = run_async(scenario())

@@ -8,8 +8,8 @@ import pytest
 
 from streaming.sse import Parser
 from tests.conftest import wait_until
+from tests.llm_simulator import answer
 from tests.streams import follow, squash
-from workflow.llm.simulator import answer
 from workflow.models import StageRun
 
 pytestmark = pytest.mark.django_db(transaction=True)

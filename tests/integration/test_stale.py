@@ -10,7 +10,7 @@ from django.utils import timezone
 from tests.conftest import run_async, wait_until
 from tests.streams import follow, squash
 from workflow import runner
-from workflow.models import StageRun
+from workflow.models import StageRun, Status
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -110,19 +110,17 @@ def test_a_stage_that_read_the_case_before_an_edit_ends_stale(case):
     case.save()
     run.started_at = timezone.now()
 
-    run_async(run.acomplete())
+    run_async(run.end(Status.COMPLETE))
 
     assert StageRun.objects.get().status == "stale"
 
 
 def test_a_group_stage_whose_input_went_stale_before_it_started_is_not_run(case):
-    (summary, differential), workflow = case.start_stage_runs(
-        ("summary", "differential"), "assessment"
-    )
+    (summary, differential), _ = case.start_stage_runs(("summary", "differential"), "assessment")
     StageRun.objects.filter(pk=summary.pk).update(status="complete", summary="A summary.")
     case.mark_all_stale()  # the clinician edits the case between the two stages
 
-    status = run_async(runner._run_stage(differential, runner._Outlet(differential, workflow)))
+    status = run_async(runner._generate_stage(differential))
 
     differential.refresh_from_db()
     assert status == "error" and differential.error_code == "not_run"
@@ -156,7 +154,7 @@ def test_a_stage_ending_while_its_input_is_being_run_again_ends_stale(case):
         starting = pool.submit(run_summary_again)
         assert started.wait(timeout=5)
         threading.Timer(0.5, go_on.set).start()
-        run_async(differential.acomplete())
+        run_async(differential.end(Status.COMPLETE))
         starting.result()
 
     assert StageRun.objects.get(pk=differential.pk).status == "stale"

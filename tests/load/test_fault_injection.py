@@ -18,8 +18,8 @@ import httpx
 import pytest
 from django.db import connection
 
+from tests.llm_simulator import answer
 from tests.streams import PageView, follow, squash
-from workflow.llm.simulator import answer
 from workflow.models import ClinicalCase, StageRun
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -3,7 +3,7 @@ import asyncio
 from streaming.router import REASONING, SUMMARY, ContentRouter
 from workflow.llm import LLMRequest
 from workflow.llm.demo import LABEL, OfflineDemoEngine, compose
-from workflow.stages import STAGES
+from workflow.stages import STAGES, stage_messages
 
 FACTS = [
     ("Age", "58"),
@@ -16,10 +16,12 @@ FACTS = [
 def _stream(stage_key: str) -> str:
     async def collect():
         engine = OfflineDemoEngine(words_per_second=0)
-        return [d async for d in engine.stream(LLMRequest([], stage_key, FACTS))]
+        return [
+            d async for d in engine.stream(LLMRequest(stage_messages(STAGES[stage_key], FACTS, [])))
+        ]
 
     deltas = asyncio.run(collect())
-    assert deltas[-1].finish_reason == "stop"
+    assert deltas[-1].usage is not None
     return "".join(d.content for d in deltas)
 
 
@@ -50,7 +52,9 @@ def test_an_unknown_presentation_still_gets_a_safe_generic_answer():
 
 def test_its_batch_call_returns_the_summary():
     summary = asyncio.run(
-        OfflineDemoEngine(words_per_second=0).complete(LLMRequest([], "summary", FACTS))
+        OfflineDemoEngine(words_per_second=0).complete(
+            LLMRequest(stage_messages(STAGES["summary"], FACTS, []))
+        )
     )
     assert summary.startswith(f"- {LABEL}")
     assert "<" not in summary

@@ -2,7 +2,7 @@
 
 from django.template.loader import render_to_string
 
-from workflow import workspace
+from workflow import fragments, workspace
 from workflow.markdown import render
 from workflow.models import StageRun
 
@@ -11,7 +11,7 @@ HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
 
 def _delta(texts: dict[str, str]) -> str:
     context = {"prefix": "stage-run", "id": 7, "texts": texts}
-    return render_to_string(f"{workspace.PAGE}#delta", context)
+    return render_to_string(f"{fragments.PAGE}#delta", context)
 
 
 def test_streamed_text_is_escaped():
@@ -43,7 +43,7 @@ def test_final_markdown_loads_no_image_the_model_chose():
 
 def _section(rf, run: StageRun) -> str:
     context = {"section": workspace.Section(run.stage, run), "run": run, "stage": run.stage}
-    return workspace.fragments(rf.get("/"), ["reasoning-section", "summary-bubble"], context)
+    return fragments.swaps(rf.get("/"), ["reasoning-section", "summary-bubble"], context)
 
 
 def test_a_finished_run_renders_markdown_and_a_running_one_plain_text(rf):

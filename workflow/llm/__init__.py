@@ -1,25 +1,10 @@
 """The LLM service layer: one interface (`Engine`), one module per provider."""
 
-from dataclasses import dataclass
-
 from django.conf import settings
 
-from workflow.llm.base import Delta, Engine, LLMRequest, Usage
+from workflow.llm.base import Chunk, Engine, Limits, LLMRequest, Usage
 
-__all__ = ["Delta", "Engine", "LLMRequest", "Limits", "Usage", "get_engine", "limits"]
-
-
-@dataclass(frozen=True)
-class Limits:
-    """How long to wait for a provider and how often to try (seconds)."""
-
-    connect_timeout: float
-    first_token_timeout: float
-    idle_timeout: float
-    deadline: float
-    attempts: int
-    backoff: float
-    backoff_max: float
+__all__ = ["Chunk", "Engine", "LLMRequest", "Limits", "Usage", "get_engine", "limits"]
 
 
 def limits() -> Limits:

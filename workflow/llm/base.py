@@ -1,10 +1,8 @@
 """The one interface every LLM engine offers."""
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
-
-from workflow.stages import CONTINUE
 
 
 @dataclass(frozen=True)
@@ -14,42 +12,37 @@ class Usage:
 
 
 @dataclass(frozen=True)
-class Delta:
-    """A piece of a streamed answer: text, the model's separate reasoning, or the end."""
+class Chunk:
+    """A piece of a streamed answer: text, the model's separate reasoning, or the usage."""
 
     content: str = ""
     reasoning: str = ""
-    finish_reason: str | None = None
     usage: Usage | None = None
 
 
 @dataclass(frozen=True)
 class LLMRequest:
     messages: list[dict[str, str]]
-    # What the offline demo engine writes from, since it cannot read the prompt.
-    stage_key: str | None = None
-    case_facts: list[tuple[str, str]] = field(default_factory=list)
-    question: str = ""
+    # The last assistant message is a partial answer the model is asked to carry on from.
+    continuing: bool = False
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How long to wait for a provider and how often to try (seconds)."""
+
+    connect_timeout: float
+    first_token_timeout: float
+    idle_timeout: float
+    deadline: float
+    attempts: int
+    backoff: float
+    backoff_max: float
 
 
 class Engine(Protocol):
     label: str
 
-    def stream(self, request: LLMRequest) -> AsyncIterator[Delta]: ...
+    def stream(self, request: LLMRequest) -> AsyncIterator[Chunk]: ...
 
     async def complete(self, request: LLMRequest) -> str: ...
-
-
-def is_continuation(messages: list[dict[str, str]]) -> bool:
-    """Whether the request asks to carry on from the partial answer before it."""
-    return len(messages) >= 2 and messages[-1]["content"] == CONTINUE
-
-
-def remainder(full: str, messages: list[dict[str, str]]) -> str:
-    """For a deterministic engine: what is left of `full` when asked to carry on from the
-    partial answer in the second-to-last message (the whole of it otherwise)."""
-    if is_continuation(messages):
-        partial = messages[-2]["content"]
-        if full.startswith(partial):
-            return full[len(partial) :]
-    return full

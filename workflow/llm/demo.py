@@ -1,15 +1,18 @@
 """The offline demo engine: deterministic text from the case itself, when no LLM is set up.
 
-It is not an LLM and says so on everything it writes. It recognises a few common
-presentations from the chief complaint and fills the stage's shape with their classic
-and can't-miss differentials, so the workspace can be tried and tested without a model.
+It is not an LLM and says so on everything it writes. It reads the case and the stage
+asked for from the prompt, as a model would, recognises a few common presentations from
+the chief complaint and fills the stage's shape with their classic and can't-miss
+differentials, so the workspace can be tried and tested without a model.
 """
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from workflow.llm.base import Delta, LLMRequest, Usage, remainder
+from workflow.llm.base import Chunk, LLMRequest, Usage
+from workflow.stages import CASE, STAGES, TASK
 
 LABEL = "offline demo engine — not an LLM"
 
@@ -188,13 +191,15 @@ def compose(stage_key: str | None, facts: list[tuple[str, str]]) -> str:
     }.get(stage_key or "", f"{banner}\n\nThe demo engine answers the workflow's stages only.")
     points = {
         "summary": [f"{who.capitalize()} with {complaint} ({p.name})"],
-        "differential": [f"Must exclude first: {', '.join(p.cant_miss[:2])}",
-                         f"Common alternatives: {', '.join(p.classic[:2])}"],
+        "differential": [
+            f"Must exclude first: {', '.join(p.cant_miss[:2])}",
+            f"Common alternatives: {', '.join(p.classic[:2])}",
+        ],
         "diagnostics": [f"First: {p.tests[0]}", f"Then: {', '.join(p.tests[1:3])}"],
         "risk": [f"Look for: {', '.join(p.red_flags[:2])}", "Admit if any red flag is present"],
         "management": [f"Start with: {', '.join(p.first_steps[:2])}"],
         "note": ["Assessment-and-plan note drafted for the chart"],
-    }.get(stage_key or "", [])  # fmt: skip
+    }.get(stage_key or "", [])
     summary = "\n".join(f"- {point}" for point in [LABEL, *points])
     return f"<detailed>{detailed}</detailed>\n<summary>{summary}</summary>"
 
@@ -209,10 +214,34 @@ def reply(question: str, facts: list[tuple[str, str]]) -> str:
     )
 
 
+def read_prompt(messages: list[dict[str, str]]) -> tuple[str | None, list[tuple[str, str]]]:
+    """What a model would read in the prompt: the stage asked for (None in a chat) and
+    the case's facts as (label, value)."""
+    text = "\n\n".join(m["content"] for m in messages if m["role"] != "assistant")
+    stage_key = next((s.key for s in STAGES.values() if f"{TASK}{s.title}\n" in text), None)
+    facts: list[tuple[str, str]] = []
+    case = text.partition(f"{CASE}\n")[2].split("\n\n#")[0]
+    for line in case.splitlines():
+        if fact := _FACT.match(line):
+            facts.append((fact["label"], fact["value"]))
+        elif facts:  # the next line of a value written over several
+            facts[-1] = (facts[-1][0], f"{facts[-1][1]}\n{line}")
+    return stage_key, facts
+
+
+_FACT = re.compile(r"(?P<label>[A-Z][a-z]*(?: [a-z]+)*): (?P<value>.*)")
+
+
 def _text(request: LLMRequest) -> str:
-    if request.stage_key is None:
-        return reply(request.question, request.case_facts)
-    return remainder(compose(request.stage_key, request.case_facts), request.messages)
+    stage_key, facts = read_prompt(request.messages)
+    if stage_key is None:
+        question = next(m["content"] for m in reversed(request.messages) if m["role"] == "user")
+        return reply(question, facts)
+    text = compose(stage_key, facts)
+    if request.continuing:
+        partial = next(m["content"] for m in reversed(request.messages) if m["role"] == "assistant")
+        text = text.removeprefix(partial)
+    return text
 
 
 class OfflineDemoEngine:
@@ -221,13 +250,13 @@ class OfflineDemoEngine:
     def __init__(self, *, words_per_second: float) -> None:
         self.delay = 1 / words_per_second if words_per_second > 0 else 0
 
-    async def stream(self, request: LLMRequest) -> AsyncIterator[Delta]:
+    async def stream(self, request: LLMRequest) -> AsyncIterator[Chunk]:
         words = _text(request).split(" ")
         for n, word in enumerate(words):
             await asyncio.sleep(self.delay)
-            yield Delta(content=word if n == 0 else " " + word)
-        yield Delta(finish_reason="stop", usage=Usage(0, len(words)))
+            yield Chunk(content=word if n == 0 else " " + word)
+        yield Chunk(usage=Usage(0, len(words)))
 
     async def complete(self, request: LLMRequest) -> str:
-        text = compose(request.stage_key, request.case_facts)
+        text = compose(*read_prompt(request.messages))
         return text.partition("<summary>")[2].removesuffix("</summary>")

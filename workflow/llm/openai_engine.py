@@ -4,7 +4,7 @@ from collections.abc import AsyncIterator
 
 from openai import AsyncOpenAI, Timeout
 
-from workflow.llm.base import Delta, LLMRequest, Usage
+from workflow.llm.base import Chunk, LLMRequest, Usage
 
 
 class OpenAIEngine:
@@ -28,7 +28,7 @@ class OpenAIEngine:
             max_retries=0,  # the runner decides about retries
         )
 
-    async def stream(self, request: LLMRequest) -> AsyncIterator[Delta]:
+    async def stream(self, request: LLMRequest) -> AsyncIterator[Chunk]:
         chunks = await self.client.chat.completions.create(
             model=self.model,
             messages=request.messages,
@@ -43,15 +43,13 @@ class OpenAIEngine:
                     usage = Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
                 if not chunk.choices:
                     if usage:
-                        yield Delta(usage=usage)
+                        yield Chunk(usage=usage)
                     continue
-                choice = chunk.choices[0]
-                delta = choice.delta
-                yield Delta(
+                delta = chunk.choices[0].delta
+                yield Chunk(
                     content=delta.content or "",
                     # vLLM, llama.cpp and DeepSeek send a model's thinking in this extra field.
                     reasoning=getattr(delta, "reasoning_content", None) or "",
-                    finish_reason=choice.finish_reason,
                     usage=usage,
                 )
 

@@ -1,15 +1,25 @@
 """An OpenAI-compatible LLM simulator, so the real `openai` engine can be tested over HTTP.
 
-It streams a deterministic answer in the tag format at a set pace, and injects faults on
-demand. Tests steer it through `POST /control` (JSON: `ttft`, `tps`, `words` and a
-`faults` queue, one per coming request) and read the requests it got at `GET /control`.
+Dev and test tooling, not part of the app: `make simulator` serves it on port 8001
+(`python -m tests.llm_simulator --help`); the test suite starts its own.
 
-Faults: `429` and `500` (before the first token), `drop@N` (the connection is cut after N
-tokens), `stall@N` (silence after N tokens), `nosummary` (no summary part) and
-`thinking` (the reasoning comes first in `reasoning_content`). `fault_rates` draws faults
-at random (`drop` and `stall` without `@N` fall at a random token), from `seed`.
+`POST /v1/chat/completions` streams (or, without `stream`, returns) a deterministic answer
+in the tag format at a set pace, and injects faults on demand.
+
+Control API (JSON), which the tests use:
+- `GET /control`: its settings and every request it received (`requests`).
+- `POST /control`: change settings, e.g. `{"ttft": 0.3, "tps": 30, "words": 300}`:
+  - `ttft` seconds to the first token, `tps` tokens per second, `words` per answer;
+  - `faults`: a queue, one per coming request: `429` and `500` (before the first token),
+    `drop@N` (the connection is cut after N tokens), `stall@N` (silence after N tokens),
+    `nosummary` (no summary part), `thinking` (reasoning first, in `reasoning_content`);
+  - `fault_rates`: faults drawn at random for requests the queue does not cover, e.g.
+    `{"429": 0.1, "drop": 0.1}` (`drop` and `stall` without `@N` fall at a random
+    token), from `seed`;
+  - `requests: []` forgets the requests received.
 """
 
+import argparse
 import asyncio
 import hashlib
 import json
@@ -19,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from http import HTTPStatus
 from typing import Any
 
-from workflow.llm.base import is_continuation, remainder
+from workflow.stages import CONTINUE
 
 WORDS = (
     "the",
@@ -74,8 +84,9 @@ class Config:
 
 def answer(messages: list[dict[str, str]], words: int, *, summary: bool = True) -> str:
     """The deterministic answer to a conversation; asked to carry on, the rest of it."""
-    if is_continuation(messages):
-        return remainder(answer(messages[:-2], words, summary=summary), messages)
+    if len(messages) >= 2 and messages[-1]["content"] == CONTINUE:
+        whole = answer(messages[:-2], words, summary=summary)
+        return whole.removeprefix(messages[-2]["content"])
     prompt = messages[-1]["content"] if messages else ""
     digest = int(hashlib.sha256(prompt.encode()).hexdigest(), 16)
     body = " ".join(WORDS[(digest + n) % len(WORDS)] for n in range(words))
@@ -231,3 +242,23 @@ def _chunk(model: str, delta: dict[str, str], finish_reason: str | None = None) 
         "model": model,
         "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
     }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8001)
+    parser.add_argument("--ttft", type=float, default=0.05, help="seconds to first token")
+    parser.add_argument("--tps", type=float, default=200.0, help="tokens per second")
+    parser.add_argument("--words", type=int, default=60, help="words in each answer")
+    parser.add_argument(
+        "--fault", action="append", default=[], help="a fault for the next request (429, …)"
+    )
+    args = parser.parse_args()
+    config = Config(ttft=args.ttft, tps=args.tps, words=args.words, faults=args.fault)
+    print(f"LLM simulator on http://{args.host}:{args.port}/v1", flush=True)
+    asyncio.run(Simulator(config).serve(args.host, args.port))
+
+
+if __name__ == "__main__":
+    main()

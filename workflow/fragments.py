@@ -1,0 +1,115 @@
+"""The bundles of page partials sent to a page: what answers a start, what a snapshot and
+an end carry, and each delta.
+
+Every bundle is rendered from the workspace page's own partials with `hx-swap-oob`, so a
+snapshot and a page load can never disagree.
+"""
+
+from dataclasses import dataclass
+
+from django.http import HttpRequest
+from django.template.loader import render_to_string
+
+from workflow import workspace
+from workflow.models import ChatMessage, ClinicalCase, Generation, StageRun, WorkflowRun
+
+PAGE = "workflow/workspace.html"
+
+
+@dataclass
+class Snapshot:
+    """The state of a followed object, read from Postgres, and its fragments."""
+
+    seq: int
+    finished: bool
+    html: str
+
+
+def render(request: HttpRequest | None, partial: str, context: dict) -> str:
+    """One partial of the workspace page, as the page itself renders it."""
+    return render_to_string(f"{PAGE}#{partial}", context, request)
+
+
+def swaps(request: HttpRequest, partials: list[str], context: dict) -> str:
+    """Partials that replace their counterparts on the page (`hx-swap-oob`)."""
+    return "".join(render(request, p, {**context, "oob": True}) for p in partials)
+
+
+def started(
+    request: HttpRequest, case: ClinicalCase, followed: Generation | WorkflowRun, runs: list
+) -> str:
+    """The answer to a start: follow its stream, show the runs queued."""
+    context = {**workspace.stepper(case), "stream_url": workspace.events_url(followed)}
+    html = swaps(request, ["stream-host", "stepper", "notice"], context)
+    for run in runs:
+        section = workspace.section(case, run.stage_key)
+        html += swaps(request, ["reasoning-section"], {"section": section})
+    return html + _to_chat(request, "summary-bubble", [{"run": r, "stage": r.stage} for r in runs])
+
+
+def replying(request: HttpRequest, case: ClinicalCase, new_messages: list[ChatMessage]) -> str:
+    """The answer to a question: show it, follow the reply's stream."""
+    reply = new_messages[-1]
+    context = {"stream_url": workspace.events_url(reply), "case_id": case.pk, "replying": True}
+    html = swaps(request, ["stream-host", "chat-form", "notice"], context)
+    return html + _to_chat(request, "chat-bubble", [{"message": m} for m in new_messages])
+
+
+def refused(request: HttpRequest, notice: str) -> str:
+    """The answer to a start that cannot happen now, with the reason."""
+    return swaps(request, ["notice"], {"notice": notice})
+
+
+def delta(generation_prefix: str, generation_id: int, texts: dict[str, str]) -> str:
+    """Text appended to a generation's channels on the page."""
+    context = {"prefix": generation_prefix, "id": generation_id, "texts": texts}
+    return render(None, "delta", context)
+
+
+def stage_run_snapshot(request: HttpRequest, run_id: int) -> Snapshot:
+    run = StageRun.objects.select_related("case").get(pk=run_id)
+    html = _run(request, run) + _case(request, run.case, run.finished)
+    return Snapshot(run.seq, run.finished, html)
+
+
+def workflow_run_snapshot(request: HttpRequest, workflow_id: int) -> Snapshot:
+    workflow = WorkflowRun.objects.select_related("case").get(pk=workflow_id)
+    runs = workflow.stage_runs.select_related("case").order_by("pk")
+    html = "".join(_run(request, run) for run in runs)
+    html += _case(request, workflow.case, workflow.finished)
+    return Snapshot(workflow.stream_seq(), workflow.finished, html)
+
+
+def chat_reply_snapshot(request: HttpRequest, message_id: int) -> Snapshot:
+    message = ChatMessage.objects.select_related("case").get(pk=message_id)
+    context = {"message": message, "case_id": message.case_id, "replying": not message.finished}
+    html = swaps(request, ["chat-bubble", "chat-form"], context)
+    if message.finished:
+        next_url = workspace.next_stream_url(message.case)
+        html += swaps(request, ["stream-host"], {"stream_url": next_url})
+    return Snapshot(message.seq, message.finished, html)
+
+
+def _run(request: HttpRequest, run: StageRun) -> str:
+    """A stage run in the ReasoningPanel (with its earlier runs) and in the chat."""
+    context = {
+        "section": workspace.section(run.case, run.stage_key),
+        "run": run,
+        "stage": run.stage,
+    }
+    return swaps(request, ["reasoning-section", "summary-bubble"], context)
+
+
+def _case(request: HttpRequest, case: ClinicalCase, finished: bool) -> str:
+    """The stepper, and once the stream is over, the next thing for the page to follow."""
+    context = workspace.stepper(case)
+    partials = ["stepper"]
+    if finished:
+        context["stream_url"] = workspace.next_stream_url(case)
+        partials.append("stream-host")
+    return swaps(request, partials, context)
+
+
+def _to_chat(request: HttpRequest, partial: str, contexts: list[dict]) -> str:
+    bubbles = [render(request, partial, context) for context in contexts]
+    return render(request, "append-to-chat", {"bubbles": bubbles})
