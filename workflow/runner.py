@@ -136,7 +136,7 @@ async def _keep_leases(generations: list[Generation]) -> None:
                 logger.warning("Renewing a lease failed; trying again.", exc_info=True)
 
 
-_STAGE_RUNS = StageRun.objects.select_related("case", "continued_from")
+_STAGE_RUNS = StageRun.objects.select_related("continued_from")
 
 
 async def _stage_job(run_id: int) -> None:

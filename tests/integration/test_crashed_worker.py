@@ -62,3 +62,14 @@ def test_a_group_whose_server_was_killed_ends_with_its_stages_interrupted(
     assert WorkflowRun.objects.get().finished_at is not None
     summary = StageRun.objects.get(stage_key="summary")
     assert summary.reasoning and squash(view.text("reasoning")) == squash(summary.reasoning)
+
+
+def test_a_killed_servers_work_turns_interrupted_with_no_page_open(
+    alice_http, case, simulator, tmp_path
+):
+    _kill_a_server_mid_generation(
+        alice_http, simulator, tmp_path, f"/cases/{case.pk}/stages/summary/run"
+    )
+
+    wait_until(lambda: StageRun.objects.get().status == "interrupted", 30, "never swept")
+    assert StageRun.objects.get().reasoning, "its text is kept"

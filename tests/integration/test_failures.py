@@ -141,3 +141,22 @@ def test_a_failed_reply_can_be_retried_and_stop_ends_a_reply(alice_http, case, s
     assert squash(view.text("reply", str(reply.pk))) == squash(reply.content)
     conversation = simulator.requests()[-1]["messages"][1:]
     assert conversation == [{"role": "user", "content": "Aspirin?"}], "failed replies stay out"
+
+
+def test_stop_on_a_stage_waiting_in_a_group_ends_it_at_once(alice_http, case, simulator):
+    simulator.configure(tps=40, words=60)
+    _post(alice_http, case, "groups/assessment/run")
+    wait_until(lambda: StageRun.objects.filter(stage_key="summary", status="running").exists())
+
+    _post(alice_http, case, "stages/differential/cancel")
+
+    differential = StageRun.objects.get(stage_key="differential")
+    assert (differential.status, differential.error_message) == (
+        "cancelled",
+        "Stopped by the clinician.",
+    )
+    view = follow(alice_http, f"/cases/{case.pk}/groups/assessment/events")[0]
+    statuses = dict(StageRun.objects.values_list("stage_key", "status"))
+    assert statuses == {"summary": "complete", "differential": "cancelled"}
+    assert "Differential diagnosis was not run." in " ".join(view.events[-1].data.split())
+    assert len(simulator.requests()) == 1, "the stopped stage never reached the provider"
