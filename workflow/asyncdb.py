@@ -35,6 +35,8 @@ async def _pool() -> AsyncConnectionPool:
         pool = _pools[loop] = AsyncConnectionPool(
             kwargs={**_connection_params(), "autocommit": True},
             connection_class=AsyncConnection,
+            # A connection broken while idle (a database restart) must not cost a flush.
+            check=AsyncConnectionPool.check_connection,
             min_size=1,
             max_size=4,
             open=False,

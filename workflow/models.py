@@ -40,6 +40,11 @@ def new_lease():
     return timezone.now() + timedelta(seconds=settings.LEASE_SECONDS)
 
 
+def lease_ran_out() -> Q:
+    """Active, but the process generating it stopped renewing its lease: it died."""
+    return Q(status__in=ACTIVE, lease_expires_at__lt=timezone.now())
+
+
 class CannotStart(Exception):
     """Why a run cannot start now, in words for the clinician."""
 
@@ -309,8 +314,7 @@ class GenerationQuerySet(models.QuerySet):
         return self.filter(status__in=ACTIVE)
 
     def expired(self):
-        """Active, but the process generating it stopped renewing its lease."""
-        return self.active().filter(lease_expires_at__lt=timezone.now())
+        return self.filter(lease_ran_out())
 
 
 class Generation(Streamable, models.Model):
@@ -380,28 +384,34 @@ class Generation(Streamable, models.Model):
         """The group stream this generation is part of, with its seq now (None if none)."""
         return None
 
-    async def start(self, **fields) -> None:
-        """Queued → running: a process has begun generating it."""
-        await self._change(
-            [Status.QUEUED], status=Status.RUNNING, started_at=timezone.now(), **fields
-        )
+    async def start(self, **fields) -> bool:
+        """Queued → running: a process begins generating it. False if it ended before it
+        could start (a Stop); its status then says how."""
+        fields |= {"status": Status.RUNNING, "started_at": timezone.now()}
+        if await self._change(Q(status=Status.QUEUED), **fields):
+            return True
+        await self._refresh_status()
+        return False
 
     async def set_notice(self, notice: str) -> None:
         """Tell the clinician what happens meanwhile (a retry), while it is generated."""
-        await self._change(ACTIVE, notice=notice)
-
-    async def _change(self, statuses, **fields) -> None:
-        changed = (
-            await type(self)
-            .objects.filter(pk=self.pk, status__in=statuses)
-            .aupdate(seq=F("seq") + 1, **fields)
-        )
-        if not changed:
+        if not await self._change(Q(status__in=ACTIVE), notice=notice):
             raise self._no_longer_active()
+
+    async def _change(self, only_if: Q, **fields) -> bool:
+        mine = type(self).objects.filter(only_if, pk=self.pk)
+        if not await mine.aupdate(seq=F("seq") + 1, **fields):
+            return False
         self.seq += 1
         for name, value in fields.items():
             setattr(self, name, value)
         await announcements.change(self)
+        return True
+
+    async def _refresh_status(self) -> None:
+        """After losing a claim: how whoever won ended it (unchanged if it was deleted)."""
+        mine = type(self).objects.filter(pk=self.pk)
+        self.status = await mine.values_list("status", flat=True).afirst() or self.status
 
     async def append(self, texts: dict[str, str]) -> None:
         """Persist generated text (appended in SQL, never rewritten), then announce it.
@@ -422,13 +432,14 @@ class Generation(Streamable, models.Model):
         columns = [sql.Identifier(self._meta.get_field(name).column) for name in texts]
         query = sql.SQL(
             "UPDATE {table} SET {appends}, seq = seq + 1, "
-            "first_token_at = COALESCE(first_token_at, now()) "
+            "first_token_at = COALESCE(first_token_at, %s) "
             "WHERE id = %s AND status = ANY(%s) RETURNING seq"
         ).format(
             table=sql.Identifier(self._meta.db_table),
             appends=sql.SQL(", ").join(sql.SQL("{0} = {0} || %s").format(c) for c in columns),
         )
-        seq = await asyncdb.fetch_value(query, (*texts.values(), self.pk, list(ACTIVE)))
+        params = (*texts.values(), timezone.now(), self.pk, list(ACTIVE))
+        seq = await asyncdb.fetch_value(query, params)
         if seq is None:
             raise self._no_longer_active()
         self.seq = seq
@@ -437,13 +448,15 @@ class Generation(Streamable, models.Model):
         await announcements.text(self, texts)
 
     async def end(
-        self, status: str, *, code: str = "", message: str = "", only_from=ACTIVE, **fields
+        self, status: str, *, code: str = "", message: str = "", only_if: Q | None = None, **fields
     ) -> bool:
         """The one way a generation stops being queued or running: claim it with a
-        conditional UPDATE, record how it ended, and tell its followers.
+        conditional UPDATE (while it is still queued or running, and `only_if` holds),
+        record how it ended, and tell its followers.
 
         Called by the runner, Stop, the lease sweeper and a job's supervisor alike; False
-        when another of them got there first (only the first ending counts).
+        when another of them got there first (only the first ending counts), with the
+        status it gave.
         """
         changes = {
             "status": status,
@@ -453,15 +466,16 @@ class Generation(Streamable, models.Model):
             "notice": "",
             **fields,
         }
-        if not await sync_to_async(self._claim)(changes, only_from):
+        if not await sync_to_async(self._claim)(changes, only_if):
+            await self._refresh_status()
             return False
         ENDED.labels(type(self).__name__, self.status).inc()
         await announcements.change(self)
         return True
 
     @transaction.atomic
-    def _claim(self, changes: dict, only_from) -> bool:
-        mine = type(self).objects.filter(pk=self.pk, status__in=only_from)
+    def _claim(self, changes: dict, only_if: Q | None) -> bool:
+        mine = type(self).objects.filter(only_if or Q(), pk=self.pk, status__in=ACTIVE)
         if not mine.update(seq=F("seq") + 1, **changes):
             return False
         self.refresh_from_db(fields=["seq", *changes])
@@ -471,14 +485,9 @@ class Generation(Streamable, models.Model):
         """The clinician's Stop. Still queued, it ends at once; running, its process is
         asked to stop, and ends it keeping what it generated."""
         await type(self).objects.active().filter(pk=self.pk).aupdate(cancel_requested=True)
-        if not await self.end(
-            Status.CANCELLED, code="cancelled", message=STOPPED, only_from=[Status.QUEUED]
-        ):
+        queued = Q(status=Status.QUEUED)
+        if not await self.end(Status.CANCELLED, code="cancelled", message=STOPPED, only_if=queued):
             await broker.signal(self.stop_group)
-
-    async def still_queued(self) -> bool:
-        """Not started, and not ended (nor deleted) meanwhile."""
-        return await type(self).objects.filter(pk=self.pk, status=Status.QUEUED).aexists()
 
     async def stop_requested(self) -> bool:
         """Whether the clinician asked to stop it (read from Postgres)."""
@@ -520,6 +529,11 @@ class WorkflowRun(Streamable, models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        indexes = [
+            models.Index(
+                fields=["case"], condition=Q(finished_at=None), name="workflowrun_unfinished"
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.get_group_key_display()} for case {self.case_id}"
@@ -605,7 +619,14 @@ class StageRun(Generation):
 
     class Meta:
         ordering = ["-queued_at", "-id"]
-        indexes = [models.Index(fields=["case", "stage_key", "-queued_at"])]
+        indexes = [
+            models.Index(fields=["case", "stage_key", "-queued_at"]),
+            models.Index(  # for the lease sweeper, which looks every few seconds
+                fields=["lease_expires_at"],
+                condition=Q(status__in=["queued", "running"]),
+                name="stagerun_active_lease",
+            ),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["case", "stage_key"],
@@ -632,13 +653,13 @@ class StageRun(Generation):
         return None if seq is None else (WorkflowRun.stream_group_of(self.workflow_run_id), seq)
 
     @transaction.atomic
-    def _claim(self, changes: dict, only_from) -> bool:
+    def _claim(self, changes: dict, only_if: Q | None) -> bool:
         # Complete only if what it reasoned about still holds, decided holding the case as
         # edits and starts do: neither slips in between.
         completing = changes["status"] == Status.COMPLETE
         if completing and self.case.lock() and not self._still_current():
             changes["status"] = Status.STALE
-        return super()._claim(changes, only_from)
+        return super()._claim(changes, only_if)
 
     def _still_current(self) -> bool:
         edited = ClinicalCase.objects.filter(pk=self.case_id, updated_at__gt=self.case.updated_at)
@@ -670,7 +691,14 @@ class ChatMessage(Generation):
 
     class Meta:
         ordering = ["queued_at", "id"]
-        indexes = [models.Index(fields=["case", "queued_at"])]
+        indexes = [
+            models.Index(fields=["case", "queued_at"]),
+            models.Index(
+                fields=["lease_expires_at"],
+                condition=Q(status__in=["queued", "running"]),
+                name="chatmessage_active_lease",
+            ),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["case"],

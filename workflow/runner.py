@@ -147,8 +147,6 @@ async def _group_job(workflow_id: int) -> None:
     """A group's stages in order, until one does not complete: the rest are not run."""
     why_not: str | None = None
     async for run in _STAGE_RUNS.filter(workflow_run_id=workflow_id).order_by("pk"):
-        if why_not is None and not await run.still_queued():
-            why_not = STOPPED  # the clinician stopped it before it started
         if why_not is None:
             await _generate_stage(run)
             why_not = _why_the_rest_is_not_run(run)
@@ -179,8 +177,9 @@ async def _generate_stage(run: StageRun) -> str:
     earlier = await sync_to_async(run.case.completed_runs)(before=run.stage)
     request, router = _stage_request(run, earlier)
     engine = get_engine()
-    await run.start(engine=engine.label, inputs=run.inputs or {e.stage_key: e.pk for e in earlier})
-    await _generate(run, partial(_write_stage, run, engine, request, router))
+    inputs = run.inputs or {e.stage_key: e.pk for e in earlier}
+    if await run.start(engine=engine.label, inputs=inputs):  # else stopped before it started
+        await _generate(run, partial(_write_stage, run, engine, request, router))
     return run.status
 
 
@@ -220,9 +219,9 @@ async def _reply_job(reply_id: int) -> None:
         [(message.role, message.content) async for message in earlier],
     )
     engine = get_engine()
-    await reply.start(engine=engine.label)
-    router = PlainRouter("content")
-    await _generate(reply, partial(_write, reply, engine, LLMRequest(messages), router))
+    if await reply.start(engine=engine.label):  # else stopped before it started
+        router = PlainRouter("content")
+        await _generate(reply, partial(_write, reply, engine, LLMRequest(messages), router))
 
 
 async def _generate(generation: Generation, write: Callable[[], Awaitable[Usage | None]]):

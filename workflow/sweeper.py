@@ -11,7 +11,15 @@ import logging
 
 from django.conf import settings
 
-from workflow.models import INTERRUPTED, ChatMessage, StageRun, Status, WorkflowRun
+from workflow.models import (
+    INTERRUPTED,
+    ChatMessage,
+    Generation,
+    StageRun,
+    Status,
+    WorkflowRun,
+    lease_ran_out,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -27,11 +35,11 @@ def ensure_running() -> None:
 
 async def _sweep_forever() -> None:
     while True:
-        await asyncio.sleep(settings.LEASE_SECONDS / 3)
         try:
             await sweep()
         except Exception:
             logger.warning("Sweeping expired leases failed; trying again.", exc_info=True)
+        await asyncio.sleep(settings.LEASE_SECONDS / 3)
 
 
 async def sweep() -> int:
@@ -40,9 +48,15 @@ async def sweep() -> int:
     count = 0
     for model in (StageRun, ChatMessage):
         async for generation in model.objects.expired():
-            count += await generation.end(
-                Status.INTERRUPTED, code="interrupted", message=INTERRUPTED
-            )
+            count += await interrupt(generation)
     async for workflow in WorkflowRun.objects.abandoned():
         await workflow.end()
     return count
+
+
+async def interrupt(generation: Generation) -> bool:
+    """End it as interrupted if its lease is still out: its process may have renewed it
+    since the sweep read it (it was only slow)."""
+    return await generation.end(
+        Status.INTERRUPTED, code="interrupted", message=INTERRUPTED, only_if=lease_ran_out()
+    )

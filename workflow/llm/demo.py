@@ -217,11 +217,10 @@ def reply(question: str, facts: list[tuple[str, str]]) -> str:
 def read_prompt(messages: list[dict[str, str]]) -> tuple[str | None, list[tuple[str, str]]]:
     """What a model would read in the prompt: the stage asked for (None in a chat) and
     the case's facts as (label, value)."""
-    text = "\n\n".join(m["content"] for m in messages if m["role"] != "assistant")
-    stage_key = next((s.key for s in STAGES.values() if f"{TASK}{s.title}\n" in text), None)
+    prompt = next((m["content"] for m in messages if f"{CASE}\n" in m["content"]), "")
+    stage_key = next((s.key for s in STAGES.values() if f"{TASK}{s.title}\n" in prompt), None)
     facts: list[tuple[str, str]] = []
-    case = text.partition(f"{CASE}\n")[2].split("\n\n#")[0]
-    for line in case.splitlines():
+    for line in prompt.partition(f"{CASE}\n")[2].split("\n\n#")[0].splitlines():
         if fact := _FACT.match(line):
             facts.append((fact["label"], fact["value"]))
         elif facts:  # the next line of a value written over several
