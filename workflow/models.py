@@ -182,7 +182,7 @@ class ClinicalCase(models.Model):
 
         Returns the new stage runs and the group run, or raises CannotStart.
         """
-        self.hold()
+        self.lock_for_a_start()
         missing = self.missing_for(stage_keys)
         if missing:
             names = " and ".join(stage.title for stage in missing)
@@ -209,7 +209,7 @@ class ClinicalCase(models.Model):
         """Hold the case until the transaction ends; False if it was deleted."""
         return bool(ClinicalCase.objects.select_for_update().filter(pk=self.pk).values("pk"))
 
-    def hold(self) -> None:
+    def lock_for_a_start(self) -> None:
         """Lock the case for a start: two starts at once (two tabs, a double click) would
         otherwise both find nothing running."""
         if not self.lock():
@@ -242,14 +242,14 @@ class ClinicalCase(models.Model):
         return ChatMessage.objects.create(case=self, role=ChatMessage.Role.ASSISTANT)
 
     def _hold_for_a_reply(self) -> None:
-        self.hold()
+        self.lock_for_a_start()
         if self.chat_messages.active().exists():
             raise CannotStart("Wait for the current reply to finish, or stop it.")
 
     @transaction.atomic
     def continue_stage_run(self, stage_key: str) -> "StageRun":
         """A new run that carries on from the partial text of the stage's last run."""
-        self.hold()
+        self.lock_for_a_start()
         last = self.latest_run(stage_key)
         if last is None or not last.resumable:
             raise CannotStart("There is nothing to continue: run the stage.")
