@@ -25,7 +25,8 @@ lint: $(STAMP)
 
 # Benchmarks write their reports to docs/.
 bench: $(STAMP)
-	FAULT_STAGES=300 RELIABILITY_REPORT=docs/reliability.md $(PY) -m pytest tests/load -q
+	FAULT_STAGES=300 RELIABILITY_REPORT=docs/reliability.md \
+	PERFORMANCE_REPORT=docs/performance.md $(PY) -m pytest tests/load -q -m "bench or not bench"
 
 simulator: $(STAMP)
 	$(PY) -m tests.llm_simulator

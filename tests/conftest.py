@@ -101,7 +101,7 @@ def _start(args: list[str], env: dict[str, str], url: str, log: Path | None = No
     return process
 
 
-def _stop(process: subprocess.Popen) -> None:
+def stop_process(process: subprocess.Popen) -> None:
     process.terminate()
     try:
         process.wait(10)
@@ -111,12 +111,9 @@ def _stop(process: subprocess.Popen) -> None:
 
 @pytest.fixture(scope="session")
 def simulator_process(django_db_setup):
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    args = [sys.executable, "-m", "tests.llm_simulator", "--port", str(port)]
-    process = _start(args, {}, f"{url}/control")
-    yield Simulator(url)
-    _stop(process)
+    simulator, process = start_simulator()
+    yield simulator
+    stop_process(process)
 
 
 @pytest.fixture
@@ -141,13 +138,27 @@ def server_env(simulator: Simulator) -> dict[str, str]:
     }
 
 
-def start_server(simulator: Simulator, log: Path, **env) -> tuple[str, subprocess.Popen]:
-    """Daphne serving the app on a free port, its output in `log`."""
+def start_server(
+    simulator: Simulator, log: Path, *, cores: str | None = None, **env
+) -> tuple[str, subprocess.Popen]:
+    """Daphne serving the app on a free port (on these CPU cores), its output in `log`."""
     port = free_port()
     args = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
             "medhastra.asgi:application"]  # fmt: skip
     url = f"http://127.0.0.1:{port}"
-    return url, _start(args, {**server_env(simulator), **env}, f"{url}/healthz", log)
+    return url, _start(_on(cores, args), {**server_env(simulator), **env}, f"{url}/healthz", log)
+
+
+def start_simulator(*, cores: str | None = None) -> tuple[Simulator, subprocess.Popen]:
+    """The LLM simulator on a free port (on these CPU cores)."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    args = [sys.executable, "-m", "tests.llm_simulator", "--port", str(port)]
+    return Simulator(url), _start(_on(cores, args), {}, f"{url}/control")
+
+
+def _on(cores: str | None, args: list[str]) -> list[str]:
+    return ["taskset", "-c", cores, *args] if cores else args
 
 
 def wait_until(condition, seconds: float = 10, why: str = "timed out") -> None:
@@ -180,7 +191,7 @@ def server_log(tmp_path_factory) -> Path:
 def server_url(simulator_process, django_db_setup, server_log):
     url, process = start_server(simulator_process, server_log)
     yield url
-    _stop(process)
+    stop_process(process)
 
 
 @pytest.fixture
@@ -220,15 +231,19 @@ def alice_client(alice) -> Client:
 @pytest.fixture
 def alice_http(server, alice):
     """An HTTP client logged in as alice against the real server, CSRF cookie included."""
-    django_client = Client()
-    django_client.force_login(alice)
-    cookies = {
-        settings.SESSION_COOKIE_NAME: django_client.cookies[settings.SESSION_COOKIE_NAME].value
-    }
-    with httpx.Client(base_url=server, cookies=cookies, timeout=30) as http:
-        http.get("/cases/new/").raise_for_status()  # sets the CSRF cookie
-        http.headers["X-CSRFToken"] = http.cookies["csrftoken"]
+    with httpx.Client(base_url=server, timeout=30) as http:
+        log_in(http, alice)
         yield http
+
+
+def log_in(http: httpx.Client, user) -> None:
+    """Give an HTTP client the session and CSRF token of `user` on the real server."""
+    django_client = Client()
+    django_client.force_login(user)
+    session = django_client.cookies[settings.SESSION_COOKIE_NAME].value
+    http.cookies.set(settings.SESSION_COOKIE_NAME, session)
+    http.get("/cases/new/").raise_for_status()  # sets the CSRF cookie
+    http.headers["X-CSRFToken"] = http.cookies["csrftoken"]
 
 
 @pytest.hookimpl(wrapper=True)

@@ -16,6 +16,8 @@ Control API (JSON), which the tests use:
   - `fault_rates`: faults drawn at random for requests the queue does not cover, e.g.
     `{"429": 0.1, "drop": 0.1}` (`drop` and `stall` without `@N` fall at a random
     token), from `seed`;
+  - `stamp`: each token of a streamed answer is `<n>@<unix time it was sent>`, so a
+    benchmark can tell how long each took to arrive and whether any was lost;
   - `requests: []` forgets the requests received.
 """
 
@@ -69,6 +71,8 @@ class Config:
     # a drop or stall falls at a random token.
     fault_rates: dict[str, float] = field(default_factory=dict)
     seed: int = 0
+    # Each token of a streamed answer is "<n>@<unix time it was sent>" (for benchmarks).
+    stamp: bool = False
     requests: list[dict[str, Any]] = field(default_factory=list)
 
     def next_fault(self, rng: random.Random) -> str:
@@ -80,6 +84,9 @@ class Config:
                 return fault
             roll -= rate
         return ""
+
+
+STAMP = "<stamp>"
 
 
 def answer(messages: list[dict[str, str]], words: int, *, summary: bool = True) -> str:
@@ -167,6 +174,9 @@ class Simulator:
         kind, _, at = fault.partition("@")
         at = at or str(self.rng.randrange(1, len(tokens(text))))
         pieces = [("content", piece) for piece in tokens(text)]
+        if config.stamp:
+            pieces = [("content", "<detailed>"), *[("content", STAMP)] * config.words]
+            pieces.append(("content", "</detailed>\n<summary>Stamped tokens.</summary>"))
         if kind == "thinking":
             pieces = [("reasoning_content", p) for p in tokens("Thinking it over first.")] + pieces
         for n, (name, piece) in enumerate(pieces):
@@ -174,6 +184,8 @@ class Simulator:
                 return response.abort()
             if kind == "stall" and n == int(at):
                 await asyncio.Event().wait()
+            if piece is STAMP:
+                piece = f" {n}@{time.time():.6f}"
             response.event(_chunk(model, {name: piece}))
             await response.drain()
             await asyncio.sleep(1 / config.tps)
