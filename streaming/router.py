@@ -5,8 +5,7 @@ split across chunks at any point, may differ in case, and text may stand outside
 (it counts as reasoning). A model's separate reasoning field goes to `thinking`.
 """
 
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 Channel = Literal["reasoning", "summary", "thinking"]
@@ -88,24 +87,3 @@ class PlainRouter:
 
     def close(self) -> list[tuple[str, str]]:
         return []
-
-
-@dataclass
-class Coalescer:
-    """Gathers routed pieces so the runner persists and publishes once per interval."""
-
-    interval: float
-    texts: dict[Channel, str] = field(default_factory=dict)
-    _last_take: float = field(default_factory=time.monotonic)
-
-    def add(self, pieces: list[tuple[Channel, str]]) -> None:
-        for channel, text in pieces:
-            self.texts[channel] = self.texts.get(channel, "") + text
-
-    def due(self) -> bool:
-        return bool(self.texts) and time.monotonic() - self._last_take >= self.interval
-
-    def take(self) -> dict[Channel, str]:
-        texts, self.texts = self.texts, {}
-        self._last_take = time.monotonic()
-        return texts

@@ -23,9 +23,10 @@ from django.db.models import Q
 from prometheus_client import Counter
 
 from streaming import broker
-from streaming.router import Coalescer, ContentRouter, PlainRouter
+from streaming.batches import Batches
+from streaming.router import ContentRouter, PlainRouter
 from workflow import stages
-from workflow.llm import Engine, LLMRequest, Usage, attempts, get_engine, limits
+from workflow.llm import Engine, LLMRequest, Usage, attempts, limits, shared_engine
 from workflow.llm.errors import describe
 from workflow.models import (
     INTERRUPTED,
@@ -176,7 +177,7 @@ async def _generate_stage(run: StageRun) -> str:
         return run.status
     earlier = await sync_to_async(run.case.completed_runs)(before=run.stage)
     request, router = _stage_request(run, earlier)
-    engine = get_engine()
+    engine = shared_engine()
     inputs = run.inputs or {e.stage_key: e.pk for e in earlier}
     if await run.start(engine=engine.label, inputs=inputs):  # else stopped before it started
         await _generate(run, partial(_write_stage, run, engine, request, router))
@@ -218,7 +219,7 @@ async def _reply_job(reply_id: int) -> None:
         [(run.stage, run.summary) for run in completed],
         [(message.role, message.content) async for message in earlier],
     )
-    engine = get_engine()
+    engine = shared_engine()
     if await reply.start(engine=engine.label):  # else stopped before it started
         router = PlainRouter("content")
         await _generate(reply, partial(_write, reply, engine, LLMRequest(messages), router))
@@ -246,23 +247,21 @@ async def _generate(generation: Generation, write: Callable[[], Awaitable[Usage 
 async def _write(
     generation: Generation, engine: Engine, request: LLMRequest, router: ContentRouter | PlainRouter
 ) -> Usage | None:
-    """Stream the answer into the generation, flush by flush."""
-    coalescer = Coalescer(settings.STREAM_FLUSH_INTERVAL)
+    """Stream the answer into the generation; reading never waits for a save."""
+    batches = Batches(generation.append, settings.STREAM_FLUSH_INTERVAL)
     usage: Usage | None = None
     retrying = partial(_retrying, generation)
     try:
         async with aclosing(attempts.chunks(engine, request, limits(), retrying)) as chunks:
             async for chunk in chunks:
-                coalescer.add(router.feed(chunk.reasoning, thinking=True))
-                coalescer.add(router.feed(chunk.content))
+                batches.add(router.feed(chunk.reasoning, thinking=True))
+                batches.add(router.feed(chunk.content))
                 usage = chunk.usage or usage
-                if coalescer.due():
-                    await generation.append(coalescer.take())
-        coalescer.add(router.close())
+        batches.add(router.close())
     finally:
         # What came before a failure or a stop is kept. The router may still hold the
         # start of a tag back: that is not text, and a continuation writes it again.
-        await generation.append(coalescer.take())
+        await batches.close()
     return usage
 
 

@@ -1,7 +1,7 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streaming.router import REASONING, SUMMARY, THINKING, Coalescer, ContentRouter
+from streaming.router import REASONING, SUMMARY, THINKING, ContentRouter
 from tests.chunks import chunked
 
 pieces = st.lists(
@@ -71,13 +71,3 @@ def test_thinking_goes_to_its_own_channel():
     router = ContentRouter()
     assert router.feed("hmm", thinking=True) == [(THINKING, "hmm")]
     assert router.feed("", thinking=True) == []
-
-
-def test_the_coalescer_gathers_pieces_until_its_interval_has_passed():
-    coalescer = Coalescer(interval=3600)
-    coalescer.add([(REASONING, "a"), (SUMMARY, "b")])
-    coalescer.add([(REASONING, "c")])
-    assert not coalescer.due()
-    assert coalescer.take() == {REASONING: "ac", SUMMARY: "b"}
-    assert coalescer.take() == {}
-    assert Coalescer(interval=0).due() is False  # nothing to flush

@@ -1,10 +1,25 @@
 """The LLM service layer: one interface (`Engine`), one module per provider."""
 
+import asyncio
+import weakref
+
 from django.conf import settings
 
 from workflow.llm.base import Chunk, Engine, Limits, LLMRequest, Usage
 
-__all__ = ["Chunk", "Engine", "LLMRequest", "Limits", "Usage", "get_engine", "limits"]
+__all__ = [
+    "Chunk",
+    "Engine",
+    "LLMRequest",
+    "Limits",
+    "Usage",
+    "get_engine",
+    "limits",
+    "shared_engine",
+]
+
+# A provider client's connections belong to the event loop that opened them.
+_engines: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Engine] = weakref.WeakKeyDictionary()
 
 
 def limits() -> Limits:
@@ -28,3 +43,12 @@ def get_engine() -> Engine:
         read_timeout=max(limit.first_token_timeout, limit.idle_timeout),
         max_tokens=settings.LLM_MAX_TOKENS,
     )
+
+
+def shared_engine() -> Engine:
+    """This process's engine, reused by every generation: building a provider client
+    loads the CA bundle, about 22 ms of CPU on the event loop."""
+    loop = asyncio.get_running_loop()
+    if loop not in _engines:
+        _engines[loop] = get_engine()
+    return _engines[loop]
