@@ -38,19 +38,18 @@ async def _pool() -> AsyncConnectionPool:
             # A connection broken while idle (a database restart) must not cost a flush.
             check=AsyncConnectionPool.check_connection,
             min_size=1,
-            max_size=4,
+            max_size=10,
             open=False,
         )
         await pool.open()
     return pool
 
 
-async def fetch_value(query: Any, params: tuple | dict = ()) -> Any:
-    """The first column of the first row the statement returns (None if no row)."""
+async def fetch_row(query: Any, params: tuple | dict = ()) -> tuple | None:
+    """The first row the statement returns (None if no row)."""
     async with (await _pool()).connection() as connection:
         cursor = await connection.execute(query, params)
-        row = await cursor.fetchone()
-    return row[0] if row else None
+        return await cursor.fetchone()
 
 
 async def execute(query: Any, params: tuple | dict = ()) -> None:
@@ -60,8 +59,8 @@ async def execute(query: Any, params: tuple | dict = ()) -> None:
 
 async def value_of(queryset: QuerySet) -> Any:
     """The first value of the first row of a one-column queryset, read on the event loop."""
-    query, params = queryset.query.sql_with_params()
-    return await fetch_value(query, params)
+    row = await fetch_row(*queryset.query.sql_with_params())
+    return row[0] if row else None
 
 
 async def close() -> None:

@@ -433,16 +433,16 @@ class Generation(Streamable, models.Model):
         query = sql.SQL(
             "UPDATE {table} SET {appends}, seq = seq + 1, "
             "first_token_at = COALESCE(first_token_at, %s) "
-            "WHERE id = %s AND status = ANY(%s) RETURNING seq"
+            "WHERE id = %s AND status = ANY(%s) RETURNING seq, cancel_requested"
         ).format(
             table=sql.Identifier(self._meta.db_table),
             appends=sql.SQL(", ").join(sql.SQL("{0} = {0} || %s").format(c) for c in columns),
         )
         params = (*texts.values(), timezone.now(), self.pk, list(ACTIVE))
-        seq = await asyncdb.fetch_value(query, params)
-        if seq is None:
+        row = await asyncdb.fetch_row(query, params)
+        if row is None:
             raise self._no_longer_active()
-        self.seq = seq
+        self.seq, self.cancel_requested = row
         for name, text in texts.items():
             setattr(self, name, getattr(self, name) + text)
         await announcements.text(self, texts)
@@ -489,17 +489,13 @@ class Generation(Streamable, models.Model):
         if not await self.end(Status.CANCELLED, code="cancelled", message=STOPPED, only_if=queued):
             await broker.signal(self.stop_group)
 
-    async def stop_requested(self) -> bool:
-        """Whether the clinician asked to stop it (read from Postgres)."""
-        flag = type(self).objects.filter(pk=self.pk).values("cancel_requested")
-        return bool(await asyncdb.value_of(flag))
-
-    async def renew_lease(self) -> None:
-        """Keep the lease while this process works on it."""
+    @classmethod
+    async def renew_leases(cls, pks: list[int]) -> None:
+        """Keep the leases of these generations while this process works on them."""
         query = sql.SQL(
-            "UPDATE {table} SET lease_expires_at = %s WHERE id = %s AND status = ANY(%s)"
-        ).format(table=sql.Identifier(self._meta.db_table))
-        await asyncdb.execute(query, (new_lease(), self.pk, list(ACTIVE)))
+            "UPDATE {table} SET lease_expires_at = %s WHERE id = ANY(%s) AND status = ANY(%s)"
+        ).format(table=sql.Identifier(cls._meta.db_table))
+        await asyncdb.execute(query, (new_lease(), pks, list(ACTIVE)))
 
 
 class WorkflowRunQuerySet(models.QuerySet):

@@ -25,7 +25,7 @@ from prometheus_client import Counter
 from streaming import broker
 from streaming.batches import Batches
 from streaming.router import ContentRouter, PlainRouter
-from workflow import stages
+from workflow import leases, stages
 from workflow.llm import Engine, LLMRequest, Usage, attempts, limits, shared_engine
 from workflow.llm.errors import describe
 from workflow.models import (
@@ -96,7 +96,7 @@ async def _supervised(job: Job, generations: list[Generation], workflow: Workflo
     broke, is dropped) between jobs, as Django does between requests.
     """
     await sync_to_async(close_old_connections)()
-    leases = asyncio.ensure_future(_keep_leases(generations))
+    leases.hold(generations)
     cut_off = SERVER_STOPPED  # unless the job says otherwise
     try:
         await job()
@@ -108,7 +108,7 @@ async def _supervised(job: Job, generations: list[Generation], workflow: Workflo
         logger.exception("A job failed (reference %s).", reference)
         cut_off = Ending(Status.ERROR, "internal", _failed_on_our_side(reference))
     finally:
-        leases.cancel()
+        leases.release(generations)
         try:
             await _end_left_over(generations, workflow, cut_off)
         except Exception:
@@ -125,16 +125,6 @@ async def _end_left_over(
             cut_off = NOT_RUN
     if workflow:
         await workflow.end()
-
-
-async def _keep_leases(generations: list[Generation]) -> None:
-    while True:
-        await asyncio.sleep(settings.LEASE_SECONDS / 3)
-        for generation in generations:
-            try:
-                await generation.renew_lease()
-            except Exception:
-                logger.warning("Renewing a lease failed; trying again.", exc_info=True)
 
 
 _STAGE_RUNS = StageRun.objects.select_related("continued_from")
@@ -295,11 +285,12 @@ async def _unless_stopped[T](generation: Generation, work: Callable[[], Awaitabl
 
 
 async def _stop_requested(generation: Generation) -> None:
-    """Returns when the clinician asks to stop: a signal, or the flag found in Postgres."""
+    """Returns when the clinician asks to stop: a signal, or the flag that each save reads
+    back from Postgres (should the signal be lost)."""
     while True:
         try:
             async for signalled in broker.signals(generation.stop_group, tick=1.0):
-                if signalled or await generation.stop_requested():
+                if signalled or generation.cancel_requested:
                     return
         except Exception:  # a failed check is no reason to stop generating
             logger.warning("Checking for a stop request failed; checking again.", exc_info=True)

@@ -1,16 +1,14 @@
 """The lease sweeper: work whose process died (killed, redeployed) turns interrupted.
 
-A process renews the leases of the generations it works on (`runner`); a lease that ran
+A process renews the leases of the generations it works on (`leases.py`); a lease that ran
 out means that process is gone. Every server process sweeps on a schedule, keeping every
 token the dead process had persisted. The loop starts with the first request a process
 serves (`medhastra.asgi`): Daphne sends no ASGI lifespan events.
 """
 
-import asyncio
-import logging
-
 from django.conf import settings
 
+from workflow import periodic
 from workflow.models import (
     INTERRUPTED,
     ChatMessage,
@@ -21,25 +19,10 @@ from workflow.models import (
     lease_ran_out,
 )
 
-logger = logging.getLogger(__name__)
-
-_loops: dict[asyncio.AbstractEventLoop, asyncio.Task] = {}
-
 
 def ensure_running() -> None:
     """Start this process's sweep loop, once."""
-    loop = asyncio.get_running_loop()
-    if loop not in _loops:
-        _loops[loop] = loop.create_task(_sweep_forever())
-
-
-async def _sweep_forever() -> None:
-    while True:
-        try:
-            await sweep()
-        except Exception:
-            logger.warning("Sweeping expired leases failed; trying again.", exc_info=True)
-        await asyncio.sleep(settings.LEASE_SECONDS / 3)
+    periodic.ensure(sweep, settings.LEASE_SECONDS / 3)
 
 
 async def sweep() -> int:

@@ -50,7 +50,7 @@ def test_work_whose_lease_was_renewed_after_the_sweep_read_it_goes_on(case):
 
     async def scenario():
         [seen] = [generation async for generation in StageRun.objects.expired()]
-        await run.renew_lease()
+        await StageRun.renew_leases([run.pk])
         return await sweeper.interrupt(seen)
 
     assert run_async(scenario()) is False
