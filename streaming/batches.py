@@ -23,7 +23,7 @@ class Batches:
 
     def add(self, pieces: list[tuple[str, str]]) -> None:
         """Gather pieces for the next save; raises what a save in the background raised."""
-        if self._saving is not None and self._saving.done() and self._saving.exception():
+        if self._failed():
             raise self._saving.exception()
         for channel, text in pieces:
             self._pending[channel] = self._pending.get(channel, "") + text
@@ -31,11 +31,18 @@ class Batches:
             self._saving = asyncio.ensure_future(self._save_while_pending())
 
     async def close(self) -> None:
-        """Save all that is left, after the save in flight; raises what a save raised."""
+        """Wait until all that was added is saved; raises what a save raised."""
         if self._saving is not None:
             await asyncio.shield(self._saving)  # a cancelled caller must not cut a save
-        if self._pending:
-            await self._save(self._take())
+
+    def _failed(self) -> bool:
+        saving = self._saving
+        return (
+            saving is not None
+            and saving.done()
+            and not saving.cancelled()
+            and bool(saving.exception())
+        )
 
     async def _save_while_pending(self) -> None:
         while self._pending:

@@ -1,8 +1,8 @@
 """psycopg's async connections, for the statements a generation makes while it streams.
 
 Django's async ORM runs every query on its one sync thread, where each stream's writes
-would queue behind every other's. The few statements made per flush of text (append,
-renew a lease, check for a stop) run here instead, on the event loop.
+would queue behind every other's. The few statements made while text streams (append a
+batch, renew the leases, read back a stop request) run here instead, on the event loop.
 """
 
 import asyncio
@@ -52,9 +52,10 @@ async def fetch_row(query: Any, params: tuple | dict = ()) -> tuple | None:
         return await cursor.fetchone()
 
 
-async def execute(query: Any, params: tuple | dict = ()) -> None:
+async def fetch_all(query: Any, params: tuple | dict = ()) -> list[tuple]:
     async with (await _pool()).connection() as connection:
-        await connection.execute(query, params)
+        cursor = await connection.execute(query, params)
+        return await cursor.fetchall()
 
 
 async def value_of(queryset: QuerySet) -> Any:

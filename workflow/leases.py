@@ -1,35 +1,44 @@
 """The leases this process holds on the generations it is generating.
 
 While a job runs, its generations are held here, and every `LEASE_SECONDS / 3` one UPDATE
-per kind of generation renews all their leases, however many there are. A lease that
+per kind of generation renews all their leases, however many there are, and reads back
+which of them the clinician asked to stop (should a Stop's signal be lost). A lease that
 runs out means its process died: the sweeper (`sweeper.py`) then ends the work.
 """
 
-from collections import Counter, defaultdict
+import logging
+from collections import defaultdict
 
 from django.conf import settings
 
 from workflow import periodic
 from workflow.models import Generation
 
-_held: Counter[tuple[type[Generation], int]] = Counter()
+logger = logging.getLogger(__name__)
+
+_held: list[Generation] = []
 
 
 def hold(generations: list[Generation]) -> None:
-    _held.update((type(generation), generation.pk) for generation in generations)
+    _held.extend(generations)
     periodic.ensure(renew, settings.LEASE_SECONDS / 3)
 
 
 def release(generations: list[Generation]) -> None:
-    _held.subtract((type(generation), generation.pk) for generation in generations)
-    for key in [key for key, count in _held.items() if count <= 0]:
-        del _held[key]
+    for generation in generations:
+        _held.remove(generation)
 
 
 async def renew() -> None:
     """Renew every lease this process holds."""
-    by_model: defaultdict[type[Generation], list[int]] = defaultdict(list)
-    for model, pk in list(_held):
-        by_model[model].append(pk)
-    for model, pks in by_model.items():
-        await model.renew_leases(pks)
+    by_model: defaultdict[type[Generation], list[Generation]] = defaultdict(list)
+    for generation in _held:
+        by_model[type(generation)].append(generation)
+    for model, held in by_model.items():
+        try:
+            stopping = await model.renew_leases([generation.pk for generation in held])
+        except Exception:
+            logger.warning("Renewing %s leases failed.", model.__name__, exc_info=True)
+            continue
+        for generation in held:
+            generation.cancel_requested = generation.cancel_requested or generation.pk in stopping

@@ -490,12 +490,20 @@ class Generation(Streamable, models.Model):
             await broker.signal(self.stop_group)
 
     @classmethod
-    async def renew_leases(cls, pks: list[int]) -> None:
-        """Keep the leases of these generations while this process works on them."""
+    async def renew_leases(cls, pks: list[int]) -> set[int]:
+        """Keep the leases of these generations while this process works on them; returns
+        those the clinician asked to stop."""
         query = sql.SQL(
-            "UPDATE {table} SET lease_expires_at = %s WHERE id = ANY(%s) AND status = ANY(%s)"
+            "UPDATE {table} SET lease_expires_at = %s WHERE id = ANY(%s) AND status = ANY(%s) "
+            "RETURNING id, cancel_requested"
         ).format(table=sql.Identifier(cls._meta.db_table))
-        await asyncdb.execute(query, (new_lease(), pks, list(ACTIVE)))
+        rows = await asyncdb.fetch_all(query, (new_lease(), pks, list(ACTIVE)))
+        return {pk for pk, stopping in rows if stopping}
+
+    async def read_stop_flag(self) -> None:
+        """Read back from Postgres whether the clinician asked to stop it."""
+        flag = type(self).objects.filter(pk=self.pk).values("cancel_requested")
+        self.cancel_requested = bool(await asyncdb.value_of(flag))
 
 
 class WorkflowRunQuerySet(models.QuerySet):

@@ -108,11 +108,11 @@ async def _supervised(job: Job, generations: list[Generation], workflow: Workflo
         logger.exception("A job failed (reference %s).", reference)
         cut_off = Ending(Status.ERROR, "internal", _failed_on_our_side(reference))
     finally:
-        leases.release(generations)
         try:
             await _end_left_over(generations, workflow, cut_off)
         except Exception:
             logger.warning("Ending a job's generations failed.", exc_info=True)
+        leases.release(generations)
         await sync_to_async(close_old_connections)()
 
 
@@ -285,11 +285,16 @@ async def _unless_stopped[T](generation: Generation, work: Callable[[], Awaitabl
 
 
 async def _stop_requested(generation: Generation) -> None:
-    """Returns when the clinician asks to stop: a signal, or the flag that each save reads
-    back from Postgres (should the signal be lost)."""
+    """Returns when the clinician asks to stop: a signal, or the flag read back from
+    Postgres, once when this starts listening (a Stop may have come just before), then by
+    each save and each lease renewal (should a signal be lost)."""
     while True:
         try:
+            listening = False
             async for signalled in broker.signals(generation.stop_group, tick=1.0):
+                if not listening:
+                    listening = True
+                    await generation.read_stop_flag()
                 if signalled or generation.cancel_requested:
                     return
         except Exception:  # a failed check is no reason to stop generating

@@ -1,5 +1,7 @@
 """However a job ends, nothing it started stays queued or running, and followers hear."""
 
+import time
+
 import pytest
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
@@ -80,3 +82,18 @@ def test_group_text_after_someone_else_changed_the_group_is_published_as_a_chang
     }  # fmt: skip
     assert after_the_edit == {"type": "run.event", "seq": running["seq"] + 3}
     assert after_the_edit["seq"] == workflow.stream_seq()
+
+
+def test_a_stop_whose_signal_was_lost_still_stops_the_stage_within_seconds(case, settings):
+    """The flag is in Postgres, but no signal reached the process generating the stage."""
+    settings.LLM_BASE_URL = settings.LLM_API_KEY = None  # the offline demo engine
+    settings.DEMO_WORDS_PER_SECOND = 20
+    [run], _ = case.start_stage_runs(("summary",))
+    StageRun.objects.filter(pk=run.pk).update(cancel_requested=True)
+    started = time.monotonic()
+
+    status = run_async(runner._generate_stage(StageRun.objects.get(pk=run.pk)))
+
+    assert status == Status.CANCELLED
+    assert time.monotonic() - started < 5, "the demo stage alone takes over 10 s"
+    assert StageRun.objects.get(pk=run.pk).reasoning, "what it wrote before is kept"
