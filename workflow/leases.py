@@ -29,6 +29,12 @@ def release(generations: list[Generation]) -> None:
         _held.remove(generation)
 
 
+def held(model: type[Generation]) -> list[int]:
+    """The generations of this kind this process is generating: alive, whatever their
+    lease says while a busy event loop is late to renew it."""
+    return [generation.pk for generation in _held if type(generation) is model]
+
+
 async def renew() -> None:
     """Renew every lease this process holds."""
     by_model: defaultdict[type[Generation], list[Generation]] = defaultdict(list)

@@ -1,14 +1,15 @@
 """The lease sweeper: work whose process died (killed, redeployed) turns interrupted.
 
 A process renews the leases of the generations it works on (`leases.py`); a lease that ran
-out means that process is gone. Every server process sweeps on a schedule, keeping every
-token the dead process had persisted. The loop starts with the first request a process
+out means that process is gone (never one of this process's own: a busy event loop can be
+late to renew). Every server process sweeps on a schedule, keeping every token the dead
+process had persisted. The loop starts with the first request a process
 serves (`medhastra.asgi`): Daphne sends no ASGI lifespan events.
 """
 
 from django.conf import settings
 
-from workflow import periodic
+from workflow import leases, periodic
 from workflow.models import (
     INTERRUPTED,
     ChatMessage,
@@ -30,7 +31,7 @@ async def sweep() -> int:
     nothing to run; returns how many generations it ended."""
     count = 0
     for model in (StageRun, ChatMessage):
-        async for generation in model.objects.expired():
+        async for generation in model.objects.expired().exclude(pk__in=leases.held(model)):
             count += await interrupt(generation)
     async for workflow in WorkflowRun.objects.abandoned():
         await workflow.end()
