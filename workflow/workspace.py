@@ -39,8 +39,8 @@ def stepper(case: ClinicalCase) -> dict:
     progress = None
     if workflow:
         runs = list(workflow.stage_runs.order_by("pk"))
-        done = sum(run.finished for run in runs)
-        current = min(done + 1, len(runs))
+        # The first stage not yet over; one stopped while it waited is over too.
+        current = next((n for n, run in enumerate(runs, 1) if not run.finished), len(runs))
         progress = f"{workflow.group.title}: stage {current} of {len(runs)}"
     return {
         "case_id": case.pk,

@@ -155,6 +155,8 @@ def test_stop_on_a_stage_waiting_in_a_group_ends_it_at_once(alice_http, case, si
         "cancelled",
         "Stopped by the clinician.",
     )
+    page = alice_http.get(f"/cases/{case.pk}/").text
+    assert "Assessment: stage 1 of 2" in page, "the stage still running is the first"
     view = follow(alice_http, f"/cases/{case.pk}/groups/assessment/events")[0]
     statuses = dict(StageRun.objects.values_list("stage_key", "status"))
     assert statuses == {"summary": "complete", "differential": "cancelled"}
