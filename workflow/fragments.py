@@ -85,8 +85,7 @@ def chat_reply_snapshot(request: HttpRequest, message_id: int) -> Snapshot:
     context = {"message": message, "case_id": message.case_id, "replying": not message.finished}
     html = swaps(request, ["chat-bubble", "chat-form"], context)
     if message.finished:
-        next_url = workspace.next_stream_url(message.case)
-        html += swaps(request, ["stream-host"], {"stream_url": next_url})
+        html += _next_stream(request, message.case)
     return Snapshot(message.seq, message.finished, html)
 
 
@@ -102,12 +101,13 @@ def _run(request: HttpRequest, run: StageRun) -> str:
 
 def _case(request: HttpRequest, case: ClinicalCase, finished: bool) -> str:
     """The stepper, and once the stream is over, the next thing for the page to follow."""
-    context = workspace.stepper(case)
-    partials = ["stepper"]
-    if finished:
-        context["stream_url"] = workspace.next_stream_url(case)
-        partials.append("stream-host")
-    return swaps(request, partials, context)
+    html = swaps(request, ["stepper"], workspace.stepper(case))
+    return html + _next_stream(request, case) if finished else html
+
+
+def _next_stream(request: HttpRequest, case: ClinicalCase) -> str:
+    """The stream host, following whatever else of the case still runs."""
+    return swaps(request, ["stream-host"], {"stream_url": workspace.next_stream_url(case)})
 
 
 def _to_chat(request: HttpRequest, partial: str, contexts: list[dict]) -> str:
