@@ -92,7 +92,7 @@ CHANNEL_LAYERS = {
             "CONFIG": {"hosts": [REDIS_URL]},
         }
         if REDIS_URL
-        else {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 1000}}
+        else {"BACKEND": "streaming.layers.LocalChannelLayer", "CONFIG": {"capacity": 1000}}
     )
 }
 

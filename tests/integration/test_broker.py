@@ -21,7 +21,7 @@ def _redis_reachable() -> bool:
 
 
 LAYERS = {
-    "memory": {"BACKEND": "channels.layers.InMemoryChannelLayer"},
+    "memory": {"BACKEND": "streaming.layers.LocalChannelLayer"},
     "redis": {
         "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
         "CONFIG": {"hosts": [REDIS_URL]},

@@ -13,6 +13,7 @@ __all__ = [
     "LLMRequest",
     "Limits",
     "Usage",
+    "close_shared_engine",
     "get_engine",
     "limits",
     "shared_engine",
@@ -52,3 +53,10 @@ def shared_engine() -> Engine:
     if loop not in _engines:
         _engines[loop] = get_engine()
     return _engines[loop]
+
+
+async def close_shared_engine() -> None:
+    """Close this process's provider client (its connections), if it made one."""
+    engine = _engines.pop(asyncio.get_running_loop(), None)
+    if engine is not None:
+        await engine.close()

@@ -259,3 +259,6 @@ class OfflineDemoEngine:
     async def complete(self, request: LLMRequest) -> str:
         text = compose(*read_prompt(request.messages))
         return text.partition("<summary>")[2].removesuffix("</summary>")
+
+    async def close(self) -> None:
+        pass

