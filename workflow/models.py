@@ -150,7 +150,8 @@ class ClinicalCase(models.Model):
 
     def latest_runs(self) -> dict[str, "StageRun"]:
         """The most recent run of each stage that has one."""
-        return {run.stage_key: run for run in self.stage_runs.latest_of_their_stage()}
+        latest = self.stage_runs.order_by("stage_key", "-queued_at", "-pk").distinct("stage_key")
+        return {run.stage_key: run for run in latest}
 
     def latest_run(self, stage_key: str) -> "StageRun | None":
         return self.stage_runs.of_stage(stage_key).first()
