@@ -118,7 +118,7 @@ LEASE_SECONDS = env_float("LEASE_SECONDS", 15.0)
 
 # Streaming: how often the runner persists and publishes what it received, and how often
 # an idle event stream sends a heartbeat comment.
-STREAM_FLUSH_INTERVAL = env_float("STREAM_FLUSH_INTERVAL", 0.05)
+STREAM_FLUSH_INTERVAL = env_float("STREAM_FLUSH_INTERVAL", 0.02)
 STREAM_HEARTBEAT_INTERVAL = env_float("STREAM_HEARTBEAT_INTERVAL", 10.0)
 
 AUTH_PASSWORD_VALIDATORS = [

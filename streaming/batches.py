@@ -1,55 +1,58 @@
-"""Batches of streamed text, saved one at a time while reading goes on.
+"""Batches of streamed text from many streams, saved together while reading goes on.
 
-Whoever reads a stream adds each routed piece here and never waits for a save. At most
-one save is in flight; the next takes everything that arrived meanwhile, so under load
-batches grow instead of a backlog, and the delay of a piece stays about one interval
-plus one save.
+Whoever reads a stream adds each routed piece under its stream's key and never waits for
+a save. At most one save is in flight, for every key at once; the next takes everything
+that arrived meanwhile, so under load batches grow instead of a backlog or the number of
+saves, and the delay of a piece stays about one interval plus one save.
 """
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable, Iterable
 
-Save = Callable[[dict[str, str]], Awaitable[None]]
+type Texts = dict[str, str]
+# Saves the texts of many keys at once; returns the keys whose save failed, and why.
+type Save[K] = Callable[[dict[K, Texts]], Awaitable[dict[K, BaseException]]]
 
 
-class Batches:
-    def __init__(self, save: Save, interval: float) -> None:
+class Batches[K: Hashable]:
+    def __init__(self, save: Save[K], interval: float) -> None:
         self._save = save
         self._interval = interval
-        self._pending: dict[str, str] = {}
+        self._pending: dict[K, Texts] = {}
+        self._in_flight: Iterable[K] = ()
+        self._failures: dict[K, BaseException] = {}
         self._last_save = 0.0
         self._saving: asyncio.Task | None = None
 
-    def add(self, pieces: list[tuple[str, str]]) -> None:
-        """Gather pieces for the next save; raises what a save in the background raised."""
-        if self._failed():
-            raise self._saving.exception()
+    def add(self, key: K, pieces: list[tuple[str, str]]) -> None:
+        """Gather pieces for the next save; raises what an earlier save of `key` raised."""
+        if key in self._failures:
+            raise self._failures[key]
+        if not pieces:
+            return
+        texts = self._pending.setdefault(key, {})
         for channel, text in pieces:
-            self._pending[channel] = self._pending.get(channel, "") + text
-        if self._pending and (self._saving is None or self._saving.done()):
+            texts[channel] = texts.get(channel, "") + text
+        if self._saving is None or self._saving.done():
             self._saving = asyncio.ensure_future(self._save_while_pending())
 
-    async def close(self) -> None:
-        """Wait until all that was added is saved; raises what a save raised."""
-        if self._saving is not None:
+    async def close(self, key: K) -> None:
+        """Wait until all that was added under `key` is saved, then forget it; raises what
+        its save raised."""
+        while key in self._pending or key in self._in_flight:
             await asyncio.shield(self._saving)  # a cancelled caller must not cut a save
-
-    def _failed(self) -> bool:
-        saving = self._saving
-        return (
-            saving is not None
-            and saving.done()
-            and not saving.cancelled()
-            and bool(saving.exception())
-        )
+        if key in self._failures:
+            raise self._failures.pop(key)
 
     async def _save_while_pending(self) -> None:
         while self._pending:
             await asyncio.sleep(max(0.0, self._last_save + self._interval - time.monotonic()))
-            await self._save(self._take())
-
-    def _take(self) -> dict[str, str]:
-        texts, self._pending = self._pending, {}
-        self._last_save = time.monotonic()
-        return texts
+            batch, self._pending = self._pending, {}
+            self._in_flight, self._last_save = batch.keys(), time.monotonic()
+            try:
+                self._failures |= await self._save(batch)
+            except Exception as exc:
+                self._failures |= dict.fromkeys(batch, exc)
+            finally:
+                self._in_flight = ()

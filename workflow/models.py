@@ -415,38 +415,67 @@ class Generation(Streamable, models.Model):
         self.status = await mine.values_list("status", flat=True).afirst() or self.status
 
     async def append(self, texts: dict[str, str]) -> None:
-        """Persist generated text (appended in SQL, never rewritten), then announce it.
+        """Persist generated text, then announce it (`append_all` of this one)."""
+        if texts and (failure := (await Generation.append_all({self: texts})).get(self)):
+            raise failure
+
+    @staticmethod
+    async def append_all(
+        batch: dict["Generation", dict[str, str]],
+    ) -> dict["Generation", BaseException]:
+        """Persist the text generated for each of these generations (appended in SQL,
+        never rewritten), one statement per table, then announce it; returns the
+        generations no longer being generated.
 
         It finishes even when a Stop cancels the caller meanwhile: a text persisted but not
         counted, or counted but not persisted, would be lost or written twice.
         """
-        if not texts:
-            return
-        appending = asyncio.ensure_future(self._append(texts))
-        try:
-            await asyncio.shield(appending)
-        except asyncio.CancelledError:
-            await appending
-            raise
-
-    async def _append(self, texts: dict[str, str]) -> None:
-        columns = [sql.Identifier(self._meta.get_field(name).column) for name in texts]
-        query = sql.SQL(
-            "UPDATE {table} SET {appends}, seq = seq + 1, "
-            "first_token_at = COALESCE(first_token_at, %s) "
-            "WHERE id = %s AND status = ANY(%s) RETURNING seq, cancel_requested"
-        ).format(
-            table=sql.Identifier(self._meta.db_table),
-            appends=sql.SQL(", ").join(sql.SQL("{0} = {0} || %s").format(c) for c in columns),
+        by_model: dict[type[Generation], dict[Generation, dict[str, str]]] = {}
+        for generation, texts in batch.items():
+            by_model.setdefault(type(generation), {})[generation] = texts
+        saving = asyncio.ensure_future(
+            asyncio.gather(*(model._append_rows(rows) for model, rows in by_model.items()))
         )
-        params = (*texts.values(), timezone.now(), self.pk, list(ACTIVE))
-        row = await asyncdb.fetch_row(query, params)
-        if row is None:
-            raise self._no_longer_active()
-        self.seq, self.cancel_requested = row
-        for name, text in texts.items():
-            setattr(self, name, getattr(self, name) + text)
-        await announcements.text(self, texts)
+        try:
+            await asyncio.shield(saving)
+        except asyncio.CancelledError:
+            await saving
+            raise
+        saved = {pk for pks in saving.result() for pk in pks}
+        for generation, texts in batch.items():
+            # One after another: on this process's channel layer, an announcement never
+            # waits, so the followers hear of every text before the loop does anything else.
+            if generation.pk in saved:
+                await announcements.text(generation, texts)
+        return {g: g._no_longer_active() for g in batch if g.pk not in saved}
+
+    @classmethod
+    async def _append_rows(cls, batch: dict["Generation", dict[str, str]]) -> set[int]:
+        """One UPDATE for every generation of this model in the batch; the pks it saved."""
+        names = sorted({name for texts in batch.values() for name in texts})
+        columns = [sql.Identifier(cls._meta.get_field(name).column) for name in names]
+        query = sql.SQL(
+            "UPDATE {table} AS t SET {appends}, seq = t.seq + 1, "
+            "first_token_at = COALESCE(t.first_token_at, %s) "
+            "FROM unnest(%s::bigint[], {arrays}) AS v(id, {columns}) "
+            "WHERE t.id = v.id AND t.status = ANY(%s) RETURNING t.id, t.seq, t.cancel_requested"
+        ).format(
+            table=sql.Identifier(cls._meta.db_table),
+            appends=sql.SQL(", ").join(sql.SQL("{0} = t.{0} || v.{0}").format(c) for c in columns),
+            arrays=sql.SQL(", ").join(sql.SQL("%s::text[]") for _ in columns),
+            columns=sql.SQL(", ").join(columns),
+        )
+        generations = {g.pk: g for g in batch}
+        texts = [[batch[g].get(name, "") for g in generations.values()] for name in names]
+        params = (timezone.now(), list(generations), *texts, list(ACTIVE))
+        saved = set()
+        for pk, seq, cancel_requested in await asyncdb.fetch_all(query, params):
+            generation = generations[pk]
+            generation.seq, generation.cancel_requested = seq, cancel_requested
+            for name, text in batch[generation].items():
+                setattr(generation, name, getattr(generation, name) + text)
+            saved.add(pk)
+        return saved
 
     async def end(
         self, status: str, *, code: str = "", message: str = "", only_if: Q | None = None, **fields

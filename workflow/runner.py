@@ -17,13 +17,11 @@ from dataclasses import dataclass
 from functools import partial
 
 from asgiref.sync import sync_to_async
-from django.conf import settings
 from django.db import close_old_connections
 from django.db.models import Q
 from prometheus_client import Counter
 
 from streaming import broker
-from streaming.batches import Batches
 from streaming.router import ContentRouter, PlainRouter
 from workflow import leases, stages
 from workflow.llm import Engine, LLMRequest, Usage, attempts, limits, shared_engine
@@ -39,6 +37,7 @@ from workflow.models import (
     Status,
     WorkflowRun,
 )
+from workflow.writer import writer
 
 logger = logging.getLogger(__name__)
 
@@ -238,20 +237,20 @@ async def _write(
     generation: Generation, engine: Engine, request: LLMRequest, router: ContentRouter | PlainRouter
 ) -> Usage | None:
     """Stream the answer into the generation; reading never waits for a save."""
-    batches = Batches(generation.append, settings.STREAM_FLUSH_INTERVAL)
+    pending = writer()
     usage: Usage | None = None
     retrying = partial(_retrying, generation)
     try:
         async with aclosing(attempts.chunks(engine, request, limits(), retrying)) as chunks:
             async for chunk in chunks:
-                batches.add(router.feed(chunk.reasoning, thinking=True))
-                batches.add(router.feed(chunk.content))
+                pending.add(generation, router.feed(chunk.reasoning, thinking=True))
+                pending.add(generation, router.feed(chunk.content))
                 usage = chunk.usage or usage
-        batches.add(router.close())
+        pending.add(generation, router.close())
     finally:
         # What came before a failure or a stop is kept. The router may still hold the
         # start of a tag back: that is not text, and a continuation writes it again.
-        await batches.close()
+        await pending.close(generation)
     return usage
 
 
