@@ -1,5 +1,5 @@
-// The little the workspace needs beyond htmx: follow new text, select a stage, tick the
-// elapsed time, send chat on Enter.
+// The little the workspace needs beyond htmx: follow new text and reveal it at a steady
+// pace, select a stage, tick the elapsed time, send chat on Enter.
 (function () {
   "use strict";
   const NEAR_BOTTOM = 48;
@@ -25,7 +25,7 @@
     if (button && atBottom) { button.hidden = true; }
   }, true);
 
-  document.addEventListener("htmx:sseMessage", function () {
+  function followText() {
     document.querySelectorAll(PANELS).forEach(function (panel) {
       if (pinned.get(panel) === false) {
         const button = jumpButton(panel);
@@ -34,7 +34,56 @@
         panel.scrollTop = panel.scrollHeight;
       }
     });
+  }
+  document.addEventListener("htmx:sseMessage", followText);
+
+  // Reveal streamed text at a steady pace: each delta's text is spelled out over about
+  // the time between deltas, so it flows instead of arriving in bursts, and is whole
+  // before the next one starts (never more than one interval behind). Text a full-state
+  // event or the page itself brings is shown at once; so is everything for a reader who
+  // asks for reduced motion.
+  const PIECES = ".stream-text > span:not([data-shown])";
+  const LONGEST_REVEAL_MS = 100;
+  const reducedMotion = window.matchMedia("(prefers-reduced-motion: reduce)");
+  let revealing = [];
+  let frame = 0;
+  let lastDelta = 0;
+  let interval = 33;
+
+  function markShown(spans) { spans.forEach(function (span) { span.dataset.shown = ""; }); }
+
+  document.addEventListener("htmx:sseMessage", function (event) {
+    const fresh = document.querySelectorAll(PIECES);
+    markShown(fresh);
+    if (event.detail.type !== "delta" || reducedMotion.matches) { return; }
+    const now = performance.now();
+    if (lastDelta) {
+      interval = 0.7 * interval + 0.3 * Math.min(now - lastDelta, LONGEST_REVEAL_MS);
+    }
+    lastDelta = now;
+    revealing.forEach(function (piece) { piece.span.textContent = piece.text; });
+    revealing = Array.from(fresh, function (span) {
+      const piece = { span: span, text: span.textContent, start: now };
+      span.textContent = "";
+      return piece;
+    });
+    if (!frame) { frame = requestAnimationFrame(revealStep); }
   });
+
+  function revealStep(now) {
+    frame = 0;
+    if (!revealing.length) { return; }
+    const share = Math.min(1, Math.max(0, now - revealing[0].start) / interval);
+    revealing.forEach(function (piece) {
+      piece.span.textContent = piece.text.slice(0, Math.ceil(piece.text.length * share));
+    });
+    followText();
+    if (share < 1) {
+      frame = requestAnimationFrame(revealStep);
+    } else {
+      revealing = [];
+    }
+  }
 
   document.addEventListener("click", function (event) {
     const jump = event.target.closest("[data-jump-latest]");
@@ -149,6 +198,7 @@
   }
 
   document.addEventListener("DOMContentLoaded", function () {
+    markShown(document.querySelectorAll(PIECES));
     const panel = document.getElementById("reasoning-panel");
     if (panel && panel.dataset.selected) { selectStage(panel.dataset.selected); }
     tick();

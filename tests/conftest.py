@@ -248,9 +248,11 @@ def log_in(http: httpx.Client, user) -> None:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
-    """In CI a browser test may not be skipped: what a clinician sees must be checked."""
+    """In CI a browser or deployment test may not be skipped: what a clinician sees, and
+    what a deployment runs, must be checked."""
     report = yield
-    if os.environ.get("CI") and report.skipped and item.get_closest_marker("browser"):
+    required = item.get_closest_marker("browser") or item.get_closest_marker("deployment")
+    if os.environ.get("CI") and report.skipped and required:
         report.outcome = "failed"
-        report.longrepr = f"Browser test skipped in CI: {report.longrepr}"
+        report.longrepr = f"Required test skipped in CI: {report.longrepr}"
     return report

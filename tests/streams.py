@@ -57,6 +57,7 @@ class PageView:
     texts: dict[str, str] = field(default_factory=dict)
     targets: dict[str, str] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
+    responses: list[httpx.Headers] = field(default_factory=list)  # of each connection
 
     def apply(self, event: Event) -> None:
         self.events.append(event)
@@ -95,6 +96,7 @@ def follow(
     with http.stream("GET", url, headers=headers) as response:
         assert response.status_code == 200, response.status_code
         assert response.headers["content-type"].startswith("text/event-stream")
+        view.responses.append(response.headers)
         for chunk in response.iter_text():
             for event in parser.feed(chunk):
                 view.apply(event)

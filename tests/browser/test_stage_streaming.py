@@ -82,3 +82,48 @@ def test_a_stage_that_needs_an_earlier_one_says_so(page, alice, simulator):
         page.get_by_role("status").filter(has_text="Run Problem representation first")
     ).to_be_visible()
     expect(page.locator("li[data-stage-key=differential]")).to_have_attribute("data-status", "idle")
+
+
+# Counts the deltas the page receives and the animation frames in which the stage's
+# streaming reasoning grew.
+RECORD_GROWTH = """() => {
+  window.deltas = 0;
+  window.growths = 0;
+  let shown = 0;
+  document.addEventListener("htmx:sseMessage", (event) => {
+    if (event.detail.type === "delta") { window.deltas += 1; }
+  });
+  (function sample() {
+    const text = document.querySelector(".stream-text[data-reasoning=summary]");
+    const length = text ? text.textContent.length : 0;
+    if (length > shown) { window.growths += 1; }
+    shown = length;
+    requestAnimationFrame(sample);
+  })();
+}"""
+
+
+@pytest.mark.parametrize("motion", ["no-preference", "reduce"])
+def test_text_flows_at_a_steady_pace_unless_the_reader_asks_for_less_motion(
+    browser, server, alice, case, simulator, motion
+):
+    simulator.configure(tps=10, words=50)
+    context = browser.new_context(base_url=server, reduced_motion=motion)
+    page = context.new_page()
+    log_in(page, "alice", "alice-password-1")
+    page.goto(f"/cases/{case.pk}/")
+    page.evaluate(RECORD_GROWTH)
+
+    page.locator("[data-action=run-stage][data-stage-key=summary]").click()
+    step = page.locator("li[data-stage-key=summary]")
+    expect(step).to_have_attribute("data-status", "complete", timeout=30_000)
+
+    deltas, growths = page.evaluate("[window.deltas, window.growths]")
+    assert deltas >= 20, deltas
+    if motion == "reduce":
+        assert growths <= deltas + 2, "each delta's text shows at once"
+    else:
+        assert growths >= 2 * deltas, "each delta's text is spelled out over several frames"
+    expected, _ = simulator.stage_answers()[-1]
+    assert squash(page.locator("[data-reasoning=summary]").inner_text()) == squash(expected)
+    context.close()

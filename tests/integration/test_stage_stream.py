@@ -182,3 +182,31 @@ def test_deleting_the_case_ends_its_open_streams(alice_http, case, simulator):
         view, _ = following.result(timeout=15)
 
     assert view.names[-1] == "done"
+
+
+def test_more_event_streams_than_database_connections_all_open_within_a_second(
+    alice_http, case, simulator, settings
+):
+    """An open stream holds no database connection while it waits: past both pools' size,
+    every new stream still opens at once, and so does a page."""
+    simulator.configure(tps=5, words=200)  # a run that outlasts the test
+    url = _run(alice_http, case)
+    connections = settings.DATABASES["default"]["OPTIONS"]["pool"]["max_size"] + 10
+    streams = [alice_http.stream("GET", url) for _ in range(connections + 5)]
+    with contextlib.ExitStack() as open_streams:
+        for stream in streams:
+            started = time.monotonic()
+            response = open_streams.enter_context(stream)
+            assert _first_event(response).event == "snapshot"
+            assert time.monotonic() - started < 1, f"stream {streams.index(stream) + 1} opened late"
+        started = time.monotonic()
+        assert alice_http.get(f"/cases/{case.pk}/").status_code == 200
+        assert time.monotonic() - started < 1, "a page while the streams are open"
+    alice_http.post(f"/cases/{case.pk}/stages/summary/cancel")
+
+
+def _first_event(response):
+    parser = Parser()
+    for chunk in response.iter_text():
+        if events := parser.feed(chunk):
+            return events[0]

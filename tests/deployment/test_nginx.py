@@ -1,0 +1,119 @@
+"""Several processes behind nginx: Debian's nginx with the deployment's own locations
+(`deploy/nginx/medhastra-locations.conf`), a Redis server of the test's own, and two
+Daphne processes of the app."""
+
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import ROOT, free_port, log_in, start_server, stop_process, wait_until
+from tests.streams import follow, squash
+
+pytestmark = [pytest.mark.deployment, pytest.mark.django_db(transaction=True)]
+
+LOCATIONS = ROOT / "deploy" / "nginx" / "medhastra-locations.conf"
+
+
+def _needs(program: str) -> str:
+    path = shutil.which(program) or shutil.which(program, path="/usr/sbin:/sbin")
+    if path is None:
+        pytest.skip(f"{program} is not installed (Debian: apt-get install {program})")
+    return path
+
+
+@pytest.fixture
+def redis_url(tmp_path):
+    port = free_port()
+    options = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    redis = subprocess.Popen(
+        [_needs("redis-server"), *options, "--dir", str(tmp_path)], stdout=subprocess.DEVNULL
+    )
+    wait_until(lambda: _answers(port), 10, "Redis did not start")
+    yield f"redis://127.0.0.1:{port}/0"
+    stop_process(redis)
+
+
+def _answers(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+    except OSError:
+        return False
+    return True
+
+
+def _nginx(tmp_path: Path, upstreams: list[str]) -> tuple[str, subprocess.Popen]:
+    """nginx in front of these servers, round robin, with the deployment's locations and
+    a header naming the process that answered."""
+    port = free_port()
+    servers = "".join(f"server {url.removeprefix('http://')};" for url in upstreams)
+    config = tmp_path / "nginx.conf"
+    config.write_text(f"""
+        worker_processes 1;
+        daemon off;
+        pid {tmp_path}/nginx.pid;
+        error_log {tmp_path}/nginx-error.log;
+        events {{}}
+        http {{
+            access_log {tmp_path}/nginx-access.log;
+            client_body_temp_path {tmp_path}/body;
+            proxy_temp_path {tmp_path}/proxy;
+            upstream medhastra {{ {servers} }}
+            server {{
+                listen 127.0.0.1:{port};
+                add_header X-Upstream $upstream_addr always;
+                include {LOCATIONS};
+            }}
+        }}
+    """)
+    nginx = subprocess.Popen([_needs("nginx"), "-c", str(config), "-p", str(tmp_path)])
+    url = f"http://127.0.0.1:{port}"
+    wait_until(lambda: _up(f"{url}/healthz"), 10, "nginx did not start")
+    return url, nginx
+
+
+def _up(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=0.5).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@pytest.fixture
+def two_processes_behind_nginx(simulator, redis_url, tmp_path):
+    servers = [
+        start_server(simulator, tmp_path / f"daphne-{n}.log", REDIS_URL=redis_url) for n in (1, 2)
+    ]
+    url, nginx = _nginx(tmp_path, [server_url for server_url, _ in servers])
+    yield url
+    stop_process(nginx)
+    for _, process in servers:
+        stop_process(process)
+
+
+def test_a_stage_streams_through_any_process_and_a_reconnect_to_the_other_resumes_exactly(
+    two_processes_behind_nginx, alice, case, simulator
+):
+    simulator.configure(tps=40, words=150)
+    with httpx.Client(base_url=two_processes_behind_nginx, timeout=30) as http:
+        log_in(http, alice)
+        started = http.post(f"/cases/{case.pk}/stages/summary/run")
+        assert started.status_code == 302
+        url = f"/cases/{case.pk}/stages/summary/events"
+
+        first, _ = follow(http, url, stop_after=8)
+        time.sleep(0.5)  # generation goes on while nobody watches
+        view, _ = follow(http, url, first, last_event_id=first.events[-1].id)
+
+    generating = started.headers["X-Upstream"]
+    watching, reconnected = (headers["X-Upstream"] for headers in view.responses)
+    assert watching != generating, "the page followed through the other process"
+    assert reconnected != watching, "the reconnect landed on the other process"
+    assert "delta" in first.names, "text arrived live, through Redis"
+    reasoning, summary = simulator.stage_answers()[-1]
+    assert squash(view.text("reasoning")) == squash(reasoning)
+    assert squash(view.text("summary")) == squash(summary)
