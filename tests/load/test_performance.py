@@ -11,18 +11,24 @@ final re-render from Postgres is not looked at). The same load goes through a ba
 """
 
 import asyncio
+import math
 import os
 import re
+import shutil
 import statistics
 import time
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import httpx
 import pytest
+from playwright.async_api import async_playwright
 
 from streaming.sse import Parser
+from tests.browser.conftest import CHROMIUM_FLAGS
 from tests.conftest import log_in, start_server, start_simulator, stop_process, wait_until
 from workflow.models import ClinicalCase, StageRun
 
@@ -59,6 +65,7 @@ class Load:
     postgres_cpu_seconds: float = 0.0
     rss_kb_per_stream: float = 0.0
     gave_up: int = 0  # streams still open when the level gave up
+    click_to_text: float | None = None  # seconds, in Chromium, while the level streams
 
     def percentile(self, q: int) -> float:
         return statistics.quantiles(self.latencies, n=100)[q - 1] if self.latencies else 0.0
@@ -111,16 +118,23 @@ def _count(load: Load, seen: list[int]) -> None:
     load.repeated += len(seen) - len(set(seen))
 
 
-async def _run_level(base_url, cookies, headers, stream, case_ids, load, pid: int) -> None:
+async def _run_level(
+    base_url, cookies, headers, stream, case_ids, load, pid: int, click_case: int | None = None
+) -> None:
     limits = httpx.Limits(max_connections=2 * len(case_ids) + 10)
-    async with httpx.AsyncClient(
-        base_url=base_url, cookies=cookies, headers=headers, limits=limits, timeout=60
-    ) as http:
+    async with (
+        httpx.AsyncClient(
+            base_url=base_url, cookies=cookies, headers=headers, limits=limits, timeout=60
+        ) as http,
+        _clinician_page(base_url, cookies, click_case) as page,
+    ):
         cpu, postgres = _cpu_seconds([pid]), _cpu_seconds(_postgres_pids())
         rss = _rss_kb(pid)
         tasks = [asyncio.ensure_future(stream(http, case_id, load)) for case_id in case_ids]
         await asyncio.sleep(TTFT + TOKENS / TOKENS_PER_SECOND / 2)
         load.rss_kb_per_stream = (_rss_kb(pid) - rss) / len(case_ids)
+        if page is not None:
+            load.click_to_text = await page.evaluate(CLICK_TO_FIRST_TEXT) / 1000
         done, pending = await asyncio.wait(tasks, timeout=GIVE_UP_AFTER)
         for task in pending:
             task.cancel()
@@ -129,6 +143,43 @@ async def _run_level(base_url, cookies, headers, stream, case_ids, load, pid: in
             _count(load, task.result())
         load.cpu_seconds = _cpu_seconds([pid]) - cpu
         load.postgres_cpu_seconds = _cpu_seconds(_postgres_pids()) - postgres
+
+
+# Clicks Run and waits for the first reasoning text to show: milliseconds between them.
+CLICK_TO_FIRST_TEXT = """async () => {
+  const shown = new Promise((resolve) => {
+    new MutationObserver((_, observer) => {
+      const text = document.querySelector(".stream-text[data-reasoning=summary]");
+      if (text && text.textContent.trim()) {
+        observer.disconnect();
+        resolve(performance.now());
+      }
+    }).observe(document.body, { childList: true, subtree: true, characterData: true });
+  });
+  const clicked = performance.now();
+  document.querySelector("[data-action=run-stage][data-stage-key=summary]").click();
+  return (await shown) - clicked;
+}"""
+
+
+@asynccontextmanager
+async def _clinician_page(base_url: str, cookies: dict, case_id: int | None):
+    """A clinician's page of this case in Debian's Chromium, opened before the load starts
+    (None without a case or without Chromium)."""
+    executable = shutil.which("chromium")
+    if case_id is None or executable is None:
+        yield None
+        return
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
+        context = await browser.new_context(base_url=base_url)
+        await context.add_cookies(
+            [{"name": name, "value": value, "url": base_url} for name, value in cookies.items()]
+        )
+        page = await context.new_page()
+        await page.goto(f"/cases/{case_id}/")
+        yield page
+        await browser.close()
 
 
 def _cpu_seconds(pids: list[int]) -> float:
@@ -177,9 +228,11 @@ def test_streaming_latency_against_a_bare_relay(alice, tmp_path):
                 for n in range(streams)
             ]
             ids = [case.pk for case in cases]
+            click = ClinicalCase.objects.create(owner=alice, chief_complaint=f"Click {streams}")
             relay, product = Load(streams), Load(streams)
-            for stream, load in ((_relay_stream, relay), (_product_stream, product)):
-                asyncio.run(_run_level(url, cookies, headers, stream, ids, load, server.pid))
+            level = partial(_run_level, url, cookies, headers, case_ids=ids, pid=server.pid)
+            asyncio.run(level(stream=_relay_stream, load=relay))
+            asyncio.run(level(stream=_product_stream, load=product, click_case=click.pk))
             _stop_what_still_runs(url, cookies, headers)
             results.append((relay, product))
     finally:
@@ -204,8 +257,9 @@ HEADER = (
     "| streams | product latency p50 / p95 / p99 (ms) | bare relay p50 / p95 / p99 (ms) "
     "| app CPU per token, product (µs) | app CPU per token, relay (µs) "
     "| Postgres CPU per token (µs) | `POST …/run` p50 (ms) "
-    "| memory per stream, product / relay (KB) | tokens lost / repeated |\n"
-    "|---|---|---|---|---|---|---|---|---|"
+    "| memory per stream, product / relay (KB) | click → first text in Chromium (ms) "
+    "| tokens lost / repeated |\n"
+    "|---|---|---|---|---|---|---|---|---|---|"
 )
 
 
@@ -233,6 +287,7 @@ def _write_report(path: Path, results: list[tuple[Load, Load]]) -> None:
             f"{_cpu_per_token(product)} | {_cpu_per_token(relay)} | "
             f"{_postgres_per_token(product)} | {start} | "
             f"{product.rss_kb_per_stream:,.0f} / {relay.rss_kb_per_stream:,.0f} | "
+            f"{_ms(product.click_to_text) if product.click_to_text is not None else '—'} | "
             f"{product.lost} / {product.repeated} |"
         )
     table = "\n".join(rows)
@@ -247,9 +302,72 @@ stamped with the time the simulator sent it.
 Latency: token sent by the provider → shown by the client (a delta, or a full-state
 event), on the live stream. The bare relay is one async Django view under the same
 Daphne relaying the `openai` SDK stream as SSE, with no database: the floor for this load.
-Postgres CPU covers every Postgres process on the machine.
+Postgres CPU covers every Postgres process on the machine. Memory per stream: the
+server's growth halfway through the level, the relay's level first. Click → first text:
+a clinician's click on Run in Debian's Chromium, while the level streams, to the first
+reasoning text on the page (the provider takes {TTFT * 1000:.0f} ms to its first token).
 
 {HEADER}
 {table}
+
+![Token latency against concurrent streams, product beside the bare relay]({path.stem}.svg)
 """
     )
+    path.with_suffix(".svg").write_text(_plot(results))
+
+
+PLOT_WIDTH, PLOT_HEIGHT, MARGIN = 640, 400, 60
+LINES = [  # (label, which load, percentile, colour, dash)
+    ("product p50", 1, 50, "#b03a2e", ""),
+    ("product p99", 1, 99, "#b03a2e", "6 4"),
+    ("bare relay p50", 0, 50, "#1f618d", ""),
+    ("bare relay p99", 0, 99, "#1f618d", "6 4"),
+]
+
+
+def _plot(results: list[tuple[Load, Load]]) -> str:
+    """Latency (log scale) against concurrent streams, as SVG."""
+    low, high = 1, 100_000  # ms
+    inner_w, inner_h = PLOT_WIDTH - 2 * MARGIN, PLOT_HEIGHT - 2 * MARGIN
+
+    def x(index: int) -> float:
+        return MARGIN + inner_w * (index + 0.5) / len(results)
+
+    def y(ms: float) -> float:
+        share = (math.log10(max(ms, low)) - math.log10(low)) / math.log10(high / low)
+        return MARGIN + inner_h * (1 - share)
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{PLOT_WIDTH}" height="{PLOT_HEIGHT}" '
+        'font-family="sans-serif" font-size="12">',
+        '<rect width="100%" height="100%" fill="white"/>',
+        f'<text x="{PLOT_WIDTH / 2}" y="20" text-anchor="middle">Token latency (ms, log scale)'
+        " against concurrent streams, server on one core</text>",
+    ]
+    for ms in (1, 10, 100, 1_000, 10_000, 100_000):
+        parts.append(
+            f'<line x1="{MARGIN}" x2="{PLOT_WIDTH - MARGIN}" y1="{y(ms)}" y2="{y(ms)}" '
+            'stroke="#ddd"/>'
+            f'<text x="{MARGIN - 6}" y="{y(ms) + 4}" text-anchor="end">{ms:,}</text>'
+        )
+    for index, (relay, _) in enumerate(results):
+        parts.append(
+            f'<text x="{x(index)}" y="{PLOT_HEIGHT - MARGIN + 18}" text-anchor="middle">'
+            f"{relay.streams}</text>"
+        )
+    parts.append(
+        f'<text x="{PLOT_WIDTH / 2}" y="{PLOT_HEIGHT - MARGIN + 36}" text-anchor="middle">'
+        "concurrent streams</text>"
+    )
+    for n, (label, which, q, colour, dash) in enumerate(LINES):
+        points = " ".join(
+            f"{x(i)},{y(loads[which].percentile(q) * 1000)}" for i, loads in enumerate(results)
+        )
+        stroke = f'stroke="{colour}" stroke-width="2" stroke-dasharray="{dash}"'
+        key_x, key_y = MARGIN + 130 * n, PLOT_HEIGHT - 14
+        parts.append(
+            f'<polyline points="{points}" fill="none" {stroke}/>'
+            f'<line x1="{key_x}" x2="{key_x + 24}" y1="{key_y}" y2="{key_y}" {stroke}/>'
+            f'<text x="{key_x + 30}" y="{key_y + 4}" fill="{colour}">{label}</text>'
+        )
+    return "\n".join([*parts, "</svg>"]) + "\n"
