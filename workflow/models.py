@@ -1,4 +1,5 @@
 import asyncio
+import functools
 from datetime import timedelta
 from itertools import chain
 
@@ -156,9 +157,11 @@ class ClinicalCase(models.Model):
     def latest_run(self, stage_key: str) -> "StageRun | None":
         return self.stage_runs.of_stage(stage_key).first()
 
-    def completed_runs(self, before: Stage | None = None) -> list["StageRun"]:
+    def completed_runs(
+        self, before: Stage | None = None, latest: dict[str, "StageRun"] | None = None
+    ) -> list["StageRun"]:
         """The latest complete run of each stage (before `before`), in workflow order."""
-        latest = self.latest_runs()
+        latest = self.latest_runs() if latest is None else latest
         keys = list(STAGES)
         if before is not None:
             keys = keys[: keys.index(before.key)]
@@ -166,9 +169,11 @@ class ClinicalCase(models.Model):
             latest[key] for key in keys if key in latest and latest[key].status == Status.COMPLETE
         ]
 
-    def missing_for(self, stage_keys: tuple[str, ...]) -> list[Stage]:
+    def missing_for(
+        self, stage_keys: tuple[str, ...], latest: dict[str, "StageRun"] | None = None
+    ) -> list[Stage]:
         """What running these stages in order needs that is not complete beforehand."""
-        latest = self.latest_runs()
+        latest = self.latest_runs() if latest is None else latest
         needed = dict.fromkeys(need for key in stage_keys for need in STAGES[key].needs)
         return [
             STAGES[key]
@@ -176,6 +181,12 @@ class ClinicalCase(models.Model):
             if key not in stage_keys
             and (key not in latest or latest[key].status != Status.COMPLETE)
         ]
+
+    def builds_on(self, stage: Stage) -> tuple[list[Stage], list["StageRun"]]:
+        """What a run of `stage` builds on, read once: the stages it needs that are not
+        complete, and the complete runs before it."""
+        latest = self.latest_runs()
+        return self.missing_for((stage.key,), latest), self.completed_runs(stage, latest)
 
     @transaction.atomic
     def start_stage_runs(self, stage_keys: tuple[str, ...], group_key: str | None = None):
@@ -452,9 +463,24 @@ class Generation(Streamable, models.Model):
     @classmethod
     async def _append_rows(cls, batch: dict["Generation", dict[str, str]]) -> set[int]:
         """One UPDATE for every generation of this model in the batch; the pks it saved."""
-        names = sorted({name for texts in batch.values() for name in texts})
+        names = tuple(sorted({name for texts in batch.values() for name in texts}))
+        generations = {g.pk: g for g in batch}
+        texts = [[batch[g].get(name, "") for g in generations.values()] for name in names]
+        params = (timezone.now(), list(generations), *texts, list(ACTIVE))
+        saved = set()
+        for pk, seq, cancel_requested in await asyncdb.fetch_all(cls._append_sql(names), params):
+            generation = generations[pk]
+            generation.seq, generation.cancel_requested = seq, cancel_requested
+            for name, text in batch[generation].items():
+                setattr(generation, name, getattr(generation, name) + text)
+            saved.add(pk)
+        return saved
+
+    @classmethod
+    @functools.cache
+    def _append_sql(cls, names: tuple[str, ...]) -> sql.Composed:
         columns = [sql.Identifier(cls._meta.get_field(name).column) for name in names]
-        query = sql.SQL(
+        return sql.SQL(
             "UPDATE {table} AS t SET {appends}, seq = t.seq + 1, "
             "first_token_at = COALESCE(t.first_token_at, %s) "
             "FROM unnest(%s::bigint[], {arrays}) AS v(id, {columns}) "
@@ -465,17 +491,6 @@ class Generation(Streamable, models.Model):
             arrays=sql.SQL(", ").join(sql.SQL("%s::text[]") for _ in columns),
             columns=sql.SQL(", ").join(columns),
         )
-        generations = {g.pk: g for g in batch}
-        texts = [[batch[g].get(name, "") for g in generations.values()] for name in names]
-        params = (timezone.now(), list(generations), *texts, list(ACTIVE))
-        saved = set()
-        for pk, seq, cancel_requested in await asyncdb.fetch_all(query, params):
-            generation = generations[pk]
-            generation.seq, generation.cancel_requested = seq, cancel_requested
-            for name, text in batch[generation].items():
-                setattr(generation, name, getattr(generation, name) + text)
-            saved.add(pk)
-        return saved
 
     async def end(
         self, status: str, *, code: str = "", message: str = "", only_if: Q | None = None, **fields

@@ -158,13 +158,12 @@ def _why_the_rest_is_not_run(run: StageRun) -> str | None:
 async def _generate_stage(run: StageRun) -> str:
     """Generate one stage (or carry on from a partial run); returns how it ended."""
     run.case = await ClinicalCase.objects.aget(pk=run.case_id)  # as it is now, in a group too
-    missing = await sync_to_async(run.case.missing_for)((run.stage_key,))
+    missing, earlier = await sync_to_async(run.case.builds_on)(run.stage)
     if missing:  # made stale since the run was queued: by an edit, or by running it again
         names = " and ".join(stage.title for stage in missing)
         message = f"{names} went out of date first: run {names} again."
         await run.end(Status.ERROR, code="not_run", message=message)
         return run.status
-    earlier = await sync_to_async(run.case.completed_runs)(before=run.stage)
     request, router = _stage_request(run, earlier)
     engine = shared_engine()
     inputs = run.inputs or {e.stage_key: e.pk for e in earlier}
