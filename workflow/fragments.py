@@ -35,15 +35,12 @@ def swaps(request: HttpRequest, partials: list[str], context: dict) -> str:
     return "".join(render(request, p, {**context, "oob": True}) for p in partials)
 
 
-def started(
-    request: HttpRequest, case: ClinicalCase, followed: Generation | WorkflowRun, runs: list
-) -> str:
-    """The answer to a start: follow its stream, show the runs queued."""
-    context = {**workspace.stepper(case), "stream_url": workspace.events_url(followed)}
-    html = swaps(request, ["stream-host", "stepper", "notice"], context)
-    for run in runs:
-        section = workspace.section(case, run.stage_key)
-        html += swaps(request, ["reasoning-section"], {"section": section})
+def started(request: HttpRequest, followed: Generation | WorkflowRun, runs: list) -> str:
+    """The answer to a start: follow its stream, and give the runs their chat bubbles. The
+    stream's first event, a moment later, brings their sections and the stepper: rendering
+    them here too would double what a start costs."""
+    context = {"stream_url": workspace.events_url(followed)}
+    html = swaps(request, ["stream-host", "notice"], context)
     return html + _to_chat(request, "summary-bubble", [{"run": r, "stage": r.stage} for r in runs])
 
 

@@ -102,7 +102,7 @@ async def _start_runs(request, case: ClinicalCase, stage_keys, group_key):
 async def _started(request, case, followed, runs):
     if not request.htmx:
         return redirect(case)
-    return HttpResponse(await sync_to_async(fragments.started)(request, case, followed, runs))
+    return HttpResponse(await sync_to_async(fragments.started)(request, followed, runs))
 
 
 @login_required
