@@ -20,6 +20,14 @@ class Snapshot(Protocol):
 
 
 @dataclass(frozen=True)
+class State:
+    """A followed object's seq and whether it is over, without its fragments."""
+
+    seq: int
+    finished: bool
+
+
+@dataclass(frozen=True)
 class Delta:
     """Text appended by the run: forwarded as it is, since it follows what was sent."""
 
@@ -46,10 +54,15 @@ async def _send(group: str, message: dict[str, Any]) -> None:
 
 
 async def follow[S: Snapshot](
-    group: str, load_snapshot: Callable[[], Awaitable[S]], *, heartbeat: float
+    group: str,
+    load_snapshot: Callable[[], Awaitable[S]],
+    *,
+    heartbeat: float,
+    load_state: Callable[[], Awaitable[Snapshot]] | None = None,
 ) -> AsyncIterator[S | Delta | object]:
     """Yield snapshots and deltas in seq order until a snapshot is finished; HEARTBEAT when
-    idle, after which Postgres is read again."""
+    idle, after which Postgres is read again: its state (`load_state`, cheaper), and a
+    snapshot only if that changed."""
     layer = get_channel_layer()
     channel = await layer.new_channel()
     await layer.group_add(group, channel)
@@ -65,9 +78,10 @@ async def follow[S: Snapshot](
             if not done:
                 yield HEARTBEAT
                 # A change that was never published (or whose event was lost) shows here.
-                fresh = await load_snapshot()
-                if fresh.seq > seq or fresh.finished:
-                    snapshot, seq = fresh, fresh.seq
+                state = await (load_state or load_snapshot)()
+                if state.seq > seq or state.finished:
+                    snapshot = await load_snapshot()
+                    seq = snapshot.seq
                     yield snapshot
                 continue
             message, receiving = receiving.result(), None

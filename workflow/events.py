@@ -46,9 +46,14 @@ async def events(
     async def snapshot() -> Snapshot:
         return await sync_to_async(_read)(load, request, followed.pk)
 
+    async def state() -> broker.State:
+        found = await type(followed).astate_of(followed.pk)
+        return broker.State(*found) if found else broker.State(0, finished=True)  # deleted
+
     first = True
     heartbeat = settings.STREAM_HEARTBEAT_INTERVAL
-    async for item in broker.follow(followed.stream_group, snapshot, heartbeat=heartbeat):
+    follow = broker.follow(followed.stream_group, snapshot, heartbeat=heartbeat, load_state=state)
+    async for item in follow:
         if item is broker.HEARTBEAT:
             yield sse.comment("heartbeat")
         elif isinstance(item, broker.Delta):

@@ -545,6 +545,19 @@ class Generation(Streamable, models.Model):
         rows = await asyncdb.fetch_all(query, (new_lease(), pks, list(ACTIVE)))
         return {pk for pk, stopping in rows if stopping}
 
+    @classmethod
+    async def astate_of(cls, pk: int) -> tuple[int, bool] | None:
+        """Its seq and whether it is over, as Postgres holds them (None once deleted)."""
+        row = cls.objects.filter(pk=pk).values_list("seq", "status")
+        found = await asyncdb.fetch_row(*row.query.sql_with_params())
+        return None if found is None else (found[0], found[1] not in ACTIVE)
+
+    @classmethod
+    async def still_active(cls, pks: list[int]) -> set[int]:
+        """Which of these generations are still queued or running (read on the event loop)."""
+        active = cls.objects.filter(pk__in=pks).active().values_list("pk")
+        return {pk for (pk,) in await asyncdb.fetch_all(*active.query.sql_with_params())}
+
     async def read_stop_flag(self) -> None:
         """Read back from Postgres whether the clinician asked to stop it."""
         flag = type(self).objects.filter(pk=self.pk).values("cancel_requested")
@@ -614,6 +627,13 @@ class WorkflowRun(Streamable, models.Model):
     @classmethod
     async def astream_seq_of(cls, pk: int) -> int | None:
         return await asyncdb.value_of(cls._stream_seq(pk))
+
+    @classmethod
+    async def astate_of(cls, pk: int) -> tuple[int, bool] | None:
+        """Its stream's seq and whether it is over (None once deleted)."""
+        row = cls._stream_seq(pk).values_list("stream_seq", "finished_at")
+        found = await asyncdb.fetch_row(*row.query.sql_with_params())
+        return None if found is None else (found[0], found[1] is not None)
 
     async def end(self) -> bool:
         """Record that the group is over (once) and tell its followers; False if it already

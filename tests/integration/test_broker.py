@@ -100,3 +100,26 @@ def test_a_change_nobody_published_reaches_the_follower_after_a_heartbeat(layer)
         assert [item async for item in follower] == [Truth(2, True)]
 
     asyncio.run(scenario())
+
+
+def test_an_idle_heartbeat_reads_the_state_and_a_snapshot_only_when_it_changed(layer):
+    snapshots = 0
+
+    async def scenario():
+        truth = Truth(seq=1)
+
+        async def load():
+            nonlocal snapshots
+            snapshots += 1
+            return await truth.load()
+
+        follower = follow("run.6", load, heartbeat=0.05, load_state=truth.load)
+        await anext(follower)
+        for _ in range(3):
+            assert await anext(follower) is HEARTBEAT
+        assert snapshots == 1, "nothing changed: no snapshot read"
+        truth.seq, truth.finished = 2, True  # read after the heartbeat last yielded
+        assert [item async for item in follower] == [Truth(2, True)]
+        assert snapshots == 2
+
+    asyncio.run(scenario())
