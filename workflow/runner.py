@@ -37,6 +37,7 @@ from workflow.models import (
     Status,
     WorkflowRun,
 )
+from workflow.stages import Stage
 from workflow.writer import writer
 
 logger = logging.getLogger(__name__)
@@ -92,9 +93,8 @@ async def _supervised(job: Job, generations: list[Generation], workflow: Workflo
     queued or running, and its group ends.
 
     Jobs share one thread for the ORM: its connection goes back to the pool (or, if it
-    broke, is dropped) between jobs, as Django does between requests.
+    broke, is dropped) after each job, as Django does after each request.
     """
-    await sync_to_async(close_old_connections)()
     leases.hold(generations)
     cut_off = SERVER_STOPPED  # unless the job says otherwise
     try:
@@ -158,8 +158,7 @@ def _why_the_rest_is_not_run(run: StageRun) -> str | None:
 
 async def _generate_stage(run: StageRun) -> str:
     """Generate one stage (or carry on from a partial run); returns how it ended."""
-    run.case = await ClinicalCase.objects.aget(pk=run.case_id)  # as it is now, in a group too
-    missing, earlier = await sync_to_async(run.case.builds_on)(run.stage)
+    missing, earlier = await sync_to_async(_what_it_builds_on)(run)
     if missing:  # made stale since the run was queued: by an edit, or by running it again
         names = " and ".join(stage.title for stage in missing)
         message = f"{names} went out of date first: run {names} again."
@@ -171,6 +170,11 @@ async def _generate_stage(run: StageRun) -> str:
     if await run.start(engine=engine.label, inputs=inputs):  # else stopped before it started
         await _generate(run, partial(_write_stage, run, engine, request, router))
     return run.status
+
+
+def _what_it_builds_on(run: StageRun) -> tuple[list[Stage], list[StageRun]]:
+    run.case = ClinicalCase.objects.get(pk=run.case_id)  # as it is now, in a group too
+    return run.case.builds_on(run.stage)
 
 
 def _stage_request(run: StageRun, earlier: list[StageRun]) -> tuple[LLMRequest, ContentRouter]:
