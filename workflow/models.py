@@ -46,6 +46,15 @@ def lease_ran_out() -> Q:
     return Q(status__in=ACTIVE, lease_expires_at__lt=timezone.now())
 
 
+# The active rows among ids %s (statuses %s), locked in id order first: two statements
+# that update many generations at once (a save and a lease renewal) would otherwise lock
+# the same rows in different orders, and deadlock.
+LOCKED_IN_ORDER = (
+    "WITH locked AS (SELECT id FROM {table} WHERE id = ANY(%s) AND status = ANY(%s) "
+    "ORDER BY id FOR UPDATE) "
+)
+
+
 class CannotStart(Exception):
     """Why a run cannot start now, in words for the clinician."""
 
@@ -466,7 +475,8 @@ class Generation(Streamable, models.Model):
         names = tuple(sorted({name for texts in batch.values() for name in texts}))
         generations = {g.pk: g for g in batch}
         texts = [[batch[g].get(name, "") for g in generations.values()] for name in names]
-        params = (timezone.now(), list(generations), *texts, list(ACTIVE))
+        pks = list(generations)
+        params = (pks, list(ACTIVE), timezone.now(), pks, *texts)
         saved = set()
         for pk, seq, cancel_requested in await asyncdb.fetch_all(cls._append_sql(names), params):
             generation = generations[pk]
@@ -481,10 +491,11 @@ class Generation(Streamable, models.Model):
     def _append_sql(cls, names: tuple[str, ...]) -> sql.Composed:
         columns = [sql.Identifier(cls._meta.get_field(name).column) for name in names]
         return sql.SQL(
-            "UPDATE {table} AS t SET {appends}, seq = t.seq + 1, "
+            LOCKED_IN_ORDER + "UPDATE {table} AS t SET {appends}, seq = t.seq + 1, "
             "first_token_at = COALESCE(t.first_token_at, %s) "
             "FROM unnest(%s::bigint[], {arrays}) AS v(id, {columns}) "
-            "WHERE t.id = v.id AND t.status = ANY(%s) RETURNING t.id, t.seq, t.cancel_requested"
+            "WHERE t.id = v.id AND t.id IN (SELECT id FROM locked) "
+            "RETURNING t.id, t.seq, t.cancel_requested"
         ).format(
             table=sql.Identifier(cls._meta.db_table),
             appends=sql.SQL(", ").join(sql.SQL("{0} = t.{0} || v.{0}").format(c) for c in columns),
@@ -539,10 +550,10 @@ class Generation(Streamable, models.Model):
         """Keep the leases of these generations while this process works on them; returns
         those the clinician asked to stop."""
         query = sql.SQL(
-            "UPDATE {table} SET lease_expires_at = %s WHERE id = ANY(%s) AND status = ANY(%s) "
-            "RETURNING id, cancel_requested"
+            LOCKED_IN_ORDER + "UPDATE {table} SET lease_expires_at = %s "
+            "WHERE id IN (SELECT id FROM locked) RETURNING id, cancel_requested"
         ).format(table=sql.Identifier(cls._meta.db_table))
-        rows = await asyncdb.fetch_all(query, (new_lease(), pks, list(ACTIVE)))
+        rows = await asyncdb.fetch_all(query, (pks, list(ACTIVE), new_lease()))
         return {pk for pk, stopping in rows if stopping}
 
     @classmethod
