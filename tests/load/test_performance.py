@@ -302,6 +302,9 @@ stamped with the time the simulator sent it.
 Latency: token sent by the provider → shown by the client (a delta, or a full-state
 event), on the live stream. The bare relay is one async Django view under the same
 Daphne relaying the `openai` SDK stream as SSE, with no database: the floor for this load.
+Only ratios within one run mean anything on this shared machine: the tail latencies at
+100 streams and more vary severalfold between runs of the same code (p95 at 100 streams
+from 0.65 to 2.5 s), mostly from the burst of 100 stages started in the same second.
 Postgres CPU covers every Postgres process on the machine. Memory per stream: the
 server's growth halfway through the level, the relay's level first. Click → first text:
 a clinician's click on Run in Debian's Chromium, while the level streams, to the first
