@@ -3,10 +3,12 @@
 A follower subscribes first, then reads the snapshot, then forwards the live deltas whose
 `seq` follows it: no gap and no duplicate. Any other change (a status, a new run in a
 group), and any skipped seq (channel layers deliver at most once), makes the follower
-read a fresh snapshot instead, so what it sends is always what Postgres holds.
+read a fresh snapshot instead, so what it sends is always what Postgres holds. A
+follower that fell behind joins the deltas waiting for it into one.
 """
 
 import asyncio
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -68,28 +70,33 @@ async def follow[S: Snapshot](
     await layer.group_add(group, channel)
     # One long-lived receive: cancelling a receive can drop what it buffered.
     receiving: asyncio.Task | None = None
+    arrived: deque[dict[str, Any]] = deque()
     try:
         snapshot = await load_snapshot()
         yield snapshot
         seq = snapshot.seq
         while not snapshot.finished:
-            receiving = receiving or asyncio.ensure_future(layer.receive(channel))
-            done, _ = await asyncio.wait({receiving}, timeout=heartbeat)
-            if not done:
-                yield HEARTBEAT
-                # A change that was never published (or whose event was lost) shows here.
-                state = await (load_state or load_snapshot)()
-                if state.seq > seq or state.finished:
-                    snapshot = await load_snapshot()
-                    seq = snapshot.seq
-                    yield snapshot
-                continue
-            message, receiving = receiving.result(), None
+            if not arrived:
+                receiving = receiving or asyncio.ensure_future(layer.receive(channel))
+                done, _ = await asyncio.wait({receiving}, timeout=heartbeat)
+                if not done:
+                    yield HEARTBEAT
+                    # A change never published (or whose event was lost) shows here.
+                    state = await (load_state or load_snapshot)()
+                    if state.seq > seq or state.finished:
+                        snapshot = await load_snapshot()
+                        seq = snapshot.seq
+                        yield snapshot
+                    continue
+                arrived.append(receiving.result())
+                receiving = await _take_waiting(layer, channel, arrived)
+            message = arrived.popleft()
             if message["seq"] <= seq:
                 continue
-            if message["seq"] == seq + 1 and "texts" in message:
-                seq = message["seq"]
-                yield Delta(seq, message["id"], message["texts"])
+            if _follows(message, seq):
+                delta = _joined(message, arrived)
+                seq = delta.seq
+                yield delta
                 continue
             snapshot = await load_snapshot()
             seq = snapshot.seq
@@ -98,6 +105,33 @@ async def follow[S: Snapshot](
         if receiving is not None:
             receiving.cancel()
         await layer.group_discard(group, channel)
+
+
+async def _take_waiting(layer, channel: str, arrived: deque) -> asyncio.Task:
+    """Add the messages already waiting on the channel to `arrived`, without waiting for
+    more; returns the receive that waits for the next one."""
+    while True:
+        receiving = asyncio.ensure_future(layer.receive(channel))
+        await asyncio.sleep(0)  # one turn of the loop: a waiting message is received now
+        if not receiving.done():
+            return receiving
+        arrived.append(receiving.result())
+
+
+def _follows(message: dict[str, Any], seq: int) -> bool:
+    return message["seq"] == seq + 1 and "texts" in message
+
+
+def _joined(first: dict[str, Any], arrived: deque) -> Delta:
+    """A follower that fell behind sends the deltas waiting for it as one event: under
+    load, events carry more text rather than arrive later."""
+    seq, texts = first["seq"], dict(first["texts"])
+    while arrived and _follows(arrived[0], seq) and arrived[0]["id"] == first["id"]:
+        message = arrived.popleft()
+        seq = message["seq"]
+        for channel, text in message["texts"].items():
+            texts[channel] = texts.get(channel, "") + text
+    return Delta(seq, first["id"], texts)
 
 
 async def signal(group: str) -> None:

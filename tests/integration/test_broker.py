@@ -123,3 +123,20 @@ def test_an_idle_heartbeat_reads_the_state_and_a_snapshot_only_when_it_changed(l
         assert snapshots == 2
 
     asyncio.run(scenario())
+
+
+def test_a_follower_that_fell_behind_sends_the_waiting_deltas_as_one(layer):
+    async def scenario():
+        truth = Truth(seq=1)
+        follower = follow("run.7", truth.load, heartbeat=5)
+        await anext(follower)
+        for seq, text in ((2, "a"), (3, "b"), (4, "c")):
+            await publish_delta("run.7", seq, 1, {"reasoning": text})
+        await publish_delta("run.7", 5, 1, {"summary": "d"})
+        await asyncio.sleep(0.05)  # all four arrive while the follower is busy elsewhere
+        assert await anext(follower) == Delta(5, 1, {"reasoning": "abc", "summary": "d"})
+        await publish_delta("run.7", 6, 1, {"reasoning": "e"})
+        assert await anext(follower) == Delta(6, 1, {"reasoning": "e"})
+        await follower.aclose()
+
+    asyncio.run(scenario())
