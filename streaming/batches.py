@@ -24,6 +24,7 @@ class Batches[K: Hashable]:
         self._failures: dict[K, BaseException] = {}
         self._last_save = 0.0
         self._saving: asyncio.Task | None = None
+        self._saved = asyncio.Event()  # set when a save ends, then replaced
 
     def add(self, key: K, pieces: list[tuple[str, str]]) -> None:
         """Gather pieces for the next save; raises what an earlier save of `key` raised."""
@@ -34,16 +35,28 @@ class Batches[K: Hashable]:
         texts = self._pending.setdefault(key, {})
         for channel, text in pieces:
             texts[channel] = texts.get(channel, "") + text
-        if self._saving is None or self._saving.done():
-            self._saving = asyncio.ensure_future(self._save_while_pending())
+        self._keep_saving()
 
     async def close(self, key: K) -> None:
-        """Wait until all that was added under `key` is saved, then forget it; raises what
-        its save raised."""
+        """Wait until all that was added under `key` is saved (other keys may go on adding),
+        then forget it; raises what its save raised. A caller cancelled meanwhile still
+        waits, so that nothing it added is cut off, and is cancelled after."""
+        cancelled = False
         while key in self._pending or key in self._in_flight:
-            await asyncio.shield(self._saving)  # a cancelled caller must not cut a save
-        if key in self._failures:
-            raise self._failures.pop(key)
+            self._keep_saving()
+            try:
+                await self._saved.wait()
+            except asyncio.CancelledError:
+                cancelled = True
+        failure = self._failures.pop(key, None)
+        if cancelled:
+            raise asyncio.CancelledError
+        if failure is not None:
+            raise failure
+
+    def _keep_saving(self) -> None:
+        if self._pending and (self._saving is None or self._saving.done()):
+            self._saving = asyncio.ensure_future(self._save_while_pending())
 
     async def _save_while_pending(self) -> None:
         while self._pending:
@@ -56,3 +69,5 @@ class Batches[K: Hashable]:
                 self._failures |= dict.fromkeys(batch, exc)
             finally:
                 self._in_flight = ()
+                saved, self._saved = self._saved, asyncio.Event()
+                saved.set()

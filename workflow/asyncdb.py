@@ -6,7 +6,6 @@ batch, renew the leases, read back a stop request) run here instead, on the even
 """
 
 import asyncio
-import time
 import weakref
 from typing import Any
 
@@ -36,7 +35,8 @@ async def _pool() -> AsyncConnectionPool:
         pool = _pools[loop] = AsyncConnectionPool(
             kwargs={**_connection_params(), "autocommit": True},
             connection_class=AsyncConnection,
-            check=_check_if_idle,
+            # A connection broken while idle (a database restart) must not cost a save.
+            check=AsyncConnectionPool.check_connection,
             min_size=1,
             max_size=10,
             open=False,
@@ -45,29 +45,16 @@ async def _pool() -> AsyncConnectionPool:
     return pool
 
 
-# A connection broken while idle (a database restart) must not cost a save, but checking
-# one in use a moment ago would cost every save a round trip.
-CHECK_AFTER_IDLE_SECONDS = 1.0
-_last_used: weakref.WeakKeyDictionary[AsyncConnection, float] = weakref.WeakKeyDictionary()
-
-
-async def _check_if_idle(connection: AsyncConnection) -> None:
-    if time.monotonic() - _last_used.get(connection, 0.0) > CHECK_AFTER_IDLE_SECONDS:
-        await AsyncConnectionPool.check_connection(connection)
-
-
 async def fetch_row(query: Any, params: tuple | dict = ()) -> tuple | None:
     """The first row the statement returns (None if no row)."""
     async with (await _pool()).connection() as connection:
         cursor = await connection.execute(query, params)
-        _last_used[connection] = time.monotonic()
         return await cursor.fetchone()
 
 
 async def fetch_all(query: Any, params: tuple | dict = ()) -> list[tuple]:
     async with (await _pool()).connection() as connection:
         cursor = await connection.execute(query, params)
-        _last_used[connection] = time.monotonic()
         return await cursor.fetchall()
 
 

@@ -1,19 +1,21 @@
 """A server process's own work: started by its first request, closed when it stops.
 
 Daphne sends no ASGI lifespan events. The first request starts the lease sweeper and asks
-Twisted's reactor, which Daphne runs, to close the process's connections (the provider
-client, the async database pool) before it shuts down.
+Twisted's reactor, which Daphne runs, to stop the runner's jobs (their generations end
+interrupted, with their text saved) and then close the process's connections (the
+provider client, the async database pool) before it shuts down.
 """
 
 import asyncio
 import logging
 import sys
 
-from workflow import asyncdb, sweeper
+from workflow import asyncdb, runner, sweeper
 from workflow.llm import close_shared_engine
 
 logger = logging.getLogger(__name__)
 
+STOP_JOBS_SECONDS = 5.0
 _closing_registered = False
 
 
@@ -24,13 +26,14 @@ def ensure_started() -> None:
         from twisted.internet import defer, reactor
 
         def close():
-            return defer.Deferred.fromFuture(asyncio.ensure_future(_close_connections()))
+            return defer.Deferred.fromFuture(asyncio.ensure_future(_stop()))
 
         reactor.addSystemEventTrigger("before", "shutdown", close)
         _closing_registered = True
 
 
-async def _close_connections() -> None:
+async def _stop() -> None:
+    await runner.stop_all(seconds=STOP_JOBS_SECONDS)
     await close_shared_engine()
     await asyncdb.close()
     logger.info("Closed the provider client and the database pool.")

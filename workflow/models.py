@@ -55,6 +55,20 @@ LOCKED_IN_ORDER = (
 )
 
 
+async def _saved_and_announced(
+    by_model: dict[type["Generation"], dict["Generation", dict[str, str]]],
+) -> list["Generation"]:
+    """Save each model's batch in one statement, then announce what was saved."""
+    saved = []
+    for model, batch in by_model.items():
+        for generation in await model._append_rows(batch):
+            saved.append(generation)
+            # One after another: on this process's channel layer an announcement never
+            # waits, so the followers hear of every text before the loop does anything else.
+            await announcements.text(generation, batch[generation])
+    return saved
+
+
 class CannotStart(Exception):
     """Why a run cannot start now, in words for the clinician."""
 
@@ -450,40 +464,34 @@ class Generation(Streamable, models.Model):
         It finishes even when a Stop cancels the caller meanwhile: a text persisted but not
         counted, or counted but not persisted, would be lost or written twice.
         """
+        # Postgres text cannot hold NUL: one in a model's output would fail every save.
+        batch = {g: {k: v.replace("\0", "") for k, v in t.items()} for g, t in batch.items()}
         by_model: dict[type[Generation], dict[Generation, dict[str, str]]] = {}
         for generation, texts in batch.items():
             by_model.setdefault(type(generation), {})[generation] = texts
-        saving = asyncio.ensure_future(
-            asyncio.gather(*(model._append_rows(rows) for model, rows in by_model.items()))
-        )
+        saving = asyncio.ensure_future(_saved_and_announced(by_model))
         try:
-            await asyncio.shield(saving)
+            saved = set(await asyncio.shield(saving))  # equal only if the same model and pk
         except asyncio.CancelledError:
             await saving
             raise
-        saved = {pk for pks in saving.result() for pk in pks}
-        for generation, texts in batch.items():
-            # One after another: on this process's channel layer, an announcement never
-            # waits, so the followers hear of every text before the loop does anything else.
-            if generation.pk in saved:
-                await announcements.text(generation, texts)
-        return {g: g._no_longer_active() for g in batch if g.pk not in saved}
+        return {g: g._no_longer_active() for g in batch if g not in saved}
 
     @classmethod
-    async def _append_rows(cls, batch: dict["Generation", dict[str, str]]) -> set[int]:
-        """One UPDATE for every generation of this model in the batch; the pks it saved."""
+    async def _append_rows(cls, batch: dict["Generation", dict[str, str]]) -> list["Generation"]:
+        """One UPDATE for every generation of this model in the batch; those it saved."""
         names = tuple(sorted({name for texts in batch.values() for name in texts}))
         generations = {g.pk: g for g in batch}
         texts = [[batch[g].get(name, "") for g in generations.values()] for name in names]
         pks = list(generations)
         params = (pks, list(ACTIVE), timezone.now(), pks, *texts)
-        saved = set()
+        saved = []
         for pk, seq, cancel_requested in await asyncdb.fetch_all(cls._append_sql(names), params):
             generation = generations[pk]
             generation.seq, generation.cancel_requested = seq, cancel_requested
             for name, text in batch[generation].items():
                 setattr(generation, name, getattr(generation, name) + text)
-            saved.add(pk)
+            saved.append(generation)
         return saved
 
     @classmethod

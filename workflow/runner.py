@@ -78,6 +78,16 @@ def start_chat_reply(reply: ChatMessage) -> None:
     _launch(partial(_reply_job, reply.pk), [reply])
 
 
+async def stop_all(seconds: float) -> None:
+    """The server is stopping: cut every job short, so that what they generated is saved
+    and their generations end interrupted (Continue carries on), waiting at most
+    `seconds`."""
+    for task in _jobs:
+        task.cancel()
+    if _jobs:
+        await asyncio.wait(set(_jobs), timeout=seconds)
+
+
 def _launch(job: Job, generations: list[Generation], workflow: WorkflowRun | None = None) -> None:
     # A fresh context: the request's context carries its own thread for sync code,
     # which Django closes when the response is sent.

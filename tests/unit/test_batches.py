@@ -131,3 +131,52 @@ def test_a_save_that_raises_fails_every_stream_it_carried():
                 await batches.close(key)
 
     asyncio.run(scenario())
+
+
+def test_a_stream_that_ends_is_saved_and_closed_while_others_go_on():
+    saved: list[str] = []
+
+    async def save(batch):
+        saved.extend(batch.get("ends", {}).values())
+        await asyncio.sleep(0.002)
+        return {}
+
+    async def goes_on(batches, key):
+        while True:
+            batches.add(key, [("reasoning", "more ")])
+            await asyncio.sleep(0.001)
+
+    async def scenario():
+        batches = Batches(save, interval=0.001)
+        others = [asyncio.ensure_future(goes_on(batches, key)) for key in range(3)]
+        batches.add("ends", [("reasoning", "the last words")])
+        await asyncio.wait_for(batches.close("ends"), timeout=1)
+        for other in others:
+            other.cancel()
+
+    asyncio.run(scenario())
+    assert saved == ["the last words"]
+
+
+def test_a_close_cancelled_meanwhile_still_saves_what_was_added():
+    saved: list[str] = []
+
+    async def slow_save(batch):
+        await asyncio.sleep(0.02)
+        saved.append(batch["run"]["reasoning"])
+        return {}
+
+    async def scenario():
+        batches = Batches(slow_save, interval=0)
+        batches.add("run", [("reasoning", "a")])
+        await asyncio.sleep(0.005)  # "a" is being saved
+        batches.add("run", [("reasoning", "b")])
+        closing = asyncio.ensure_future(batches.close("run"))
+        await asyncio.sleep(0.005)
+        closing.cancel()  # a Stop
+        with pytest.raises(asyncio.CancelledError):
+            await closing
+        assert batches._failures == {}
+
+    asyncio.run(scenario())
+    assert saved == ["a", "b"]
