@@ -6,6 +6,8 @@ token with the time it sent it (`<n>@<time>`), so each token's latency is measur
 the client receives it, and tokens lost or repeated on the live stream are counted (the
 final re-render from Postgres is not looked at). The same load goes through a bare relay
 (`tests/load/relay.py`): only ratios within one run mean anything on a noisy machine.
+Each level runs twice: with clinicians arriving one after another and N streams open at
+once (the table the goals are about), and with all N clicking Run in the same second.
 
 `make bench` runs it and writes docs/performance.md; `make test` leaves it out.
 """
@@ -50,17 +52,22 @@ STAMP = re.compile(r"(\d+)@(\d+\.\d+)")
 SERVER_CORE, LOAD_CORE = "0", "1"
 
 
+STREAM_SECONDS = TTFT + TOKENS / TOKENS_PER_SECOND
+
+
 @dataclass
 class Load:
-    """What one kind of server did with a number of concurrent streams (losses and repeats
-    counted over the streams that finished)."""
+    """What one kind of server did with a number of concurrent streams. Latencies, starts,
+    CPU and tokens count within the measured window; losses and repeats over every stream
+    that finished."""
 
     streams: int
+    window: tuple[float, float] = (0.0, math.inf)  # wall-clock times, as the stamps are
     latencies: list[float] = field(default_factory=list)
     starts: list[float] = field(default_factory=list)  # POST …/run, seconds
     lost: int = 0
     repeated: int = 0
-    tokens: int = 0
+    tokens: int = 0  # delivered within the window
     cpu_seconds: float = 0.0
     postgres_cpu_seconds: float = 0.0
     rss_kb_per_stream: float = 0.0
@@ -69,6 +76,9 @@ class Load:
 
     def percentile(self, q: int) -> float:
         return statistics.quantiles(self.latencies, n=100)[q - 1] if self.latencies else 0.0
+
+    def within(self, moment: float) -> bool:
+        return self.window[0] <= moment < self.window[1]
 
 
 async def _read_stream(http: httpx.AsyncClient, url: str, load: Load) -> list[int]:
@@ -86,7 +96,8 @@ async def _read_stream(http: httpx.AsyncClient, url: str, load: Load) -> list[in
                     return shown
                 stamps = [(int(n), float(sent)) for n, sent in STAMP.findall(event.data)]
                 new = stamps if event.event == "delta" else _not_in(shown, stamps)
-                load.latencies.extend(now - sent for _, sent in new)
+                load.latencies.extend(now - sent for _, sent in new if load.within(sent))
+                load.tokens += len(new) if load.within(now) else 0
                 if event.event == "delta":
                     shown.extend(n for n, _ in stamps)
                 elif stamps:
@@ -100,9 +111,10 @@ def _not_in(shown: list[int], stamps: list[tuple[int, float]]) -> list[tuple[int
 
 
 async def _product_stream(http: httpx.AsyncClient, case_id: int, load: Load) -> list[int]:
-    started = time.perf_counter()
+    clicked, started = time.time(), time.perf_counter()
     response = await http.post(f"/cases/{case_id}/stages/summary/run")
-    load.starts.append(time.perf_counter() - started)
+    if load.within(clicked):
+        load.starts.append(time.perf_counter() - started)
     response.raise_for_status()
     return await _read_stream(http, f"/cases/{case_id}/stages/summary/events", load)
 
@@ -113,36 +125,76 @@ async def _relay_stream(http: httpx.AsyncClient, _case_id: int, load: Load) -> l
 
 def _count(load: Load, seen: list[int]) -> None:
     expected = set(range(1, TOKENS + 1))
-    load.tokens += len(seen)
     load.lost += len(expected - set(seen))
     load.repeated += len(seen) - len(set(seen))
 
 
+async def _spread(stream, http, case_ids, load: Load, measure) -> int:
+    """Clinicians arriving one after another: N streams started evenly over a stream's
+    length, each followed by a new one (another case) when it ends, so N are open at once
+    through the measured window (the second stream length); returns the streams still
+    open when it gave up. Takes 3 cases per clinician."""
+    begin = time.time()
+    load.window = (begin + STREAM_SECONDS, begin + 2 * STREAM_SECONDS)
+    clinicians = len(case_ids) // 3
+
+    async def clinician(index: int) -> None:
+        await asyncio.sleep(index * STREAM_SECONDS / clinicians)
+        for case_id in case_ids[index::clinicians]:
+            if time.time() >= load.window[1]:
+                return
+            _count(load, await stream(http, case_id, load))
+
+    tasks = [asyncio.ensure_future(clinician(n)) for n in range(clinicians)]
+    await asyncio.sleep(load.window[0] - time.time())
+    await measure(load.window[1])
+    return await _wait_out(tasks)
+
+
+async def _together(stream, http, case_ids, load: Load, measure) -> int:
+    """Every clinician clicking in the same second: the worst burst of starts."""
+
+    async def clinician(case_id: int) -> None:
+        _count(load, await stream(http, case_id, load))
+
+    tasks = [asyncio.ensure_future(clinician(case)) for case in case_ids]
+    await measure(time.time() + STREAM_SECONDS)
+    return await _wait_out(tasks)
+
+
+async def _wait_out(tasks) -> int:
+    done, pending = await asyncio.wait(tasks, timeout=GIVE_UP_AFTER)
+    for task in pending:
+        task.cancel()
+    for task in done:
+        task.result()
+    return len(pending)
+
+
 async def _run_level(
-    base_url, cookies, headers, stream, case_ids, load, pid: int, click_case: int | None = None
+    base_url, cookies, headers, arrive, stream, case_ids, load, click_case=None, *, streams, pid
 ) -> None:
-    limits = httpx.Limits(max_connections=2 * len(case_ids) + 10)
+    limits = httpx.Limits(max_connections=2 * streams + 10)
     async with (
         httpx.AsyncClient(
             base_url=base_url, cookies=cookies, headers=headers, limits=limits, timeout=60
         ) as http,
         _clinician_page(base_url, cookies, click_case) as page,
     ):
-        cpu, postgres = _cpu_seconds([pid]), _cpu_seconds(_postgres_pids())
         rss = _rss_kb(pid)
-        tasks = [asyncio.ensure_future(stream(http, case_id, load)) for case_id in case_ids]
-        await asyncio.sleep(TTFT + TOKENS / TOKENS_PER_SECOND / 2)
-        load.rss_kb_per_stream = (_rss_kb(pid) - rss) / len(case_ids)
-        if page is not None:
-            load.click_to_text = await page.evaluate(CLICK_TO_FIRST_TEXT) / 1000
-        done, pending = await asyncio.wait(tasks, timeout=GIVE_UP_AFTER)
-        for task in pending:
-            task.cancel()
-        load.gave_up = len(pending)
-        for task in done:
-            _count(load, task.result())
-        load.cpu_seconds = _cpu_seconds([pid]) - cpu
-        load.postgres_cpu_seconds = _cpu_seconds(_postgres_pids()) - postgres
+
+        async def measure(until: float) -> None:
+            """CPU over the window; memory and a clinician's click halfway through it."""
+            cpu, postgres = _cpu_seconds([pid]), _cpu_seconds(_postgres_pids())
+            await asyncio.sleep(max(0.0, (until - time.time()) / 2))
+            load.rss_kb_per_stream = (_rss_kb(pid) - rss) / streams
+            if page is not None:
+                load.click_to_text = await page.evaluate(CLICK_TO_FIRST_TEXT) / 1000
+            await asyncio.sleep(max(0.0, until - time.time()))
+            load.cpu_seconds = _cpu_seconds([pid]) - cpu
+            load.postgres_cpu_seconds = _cpu_seconds(_postgres_pids()) - postgres
+
+        load.gave_up = await arrive(stream, http, case_ids, load, measure)
 
 
 # Clicks Run and waits for the first reasoning text to show: milliseconds between them.
@@ -223,27 +275,34 @@ def test_streaming_latency_against_a_bare_relay(alice, tmp_path):
             cookies, headers = dict(http.cookies), {**http.headers, "HX-Request": "true"}
         results = []
         for streams in LEVELS:
-            cases = [
-                ClinicalCase.objects.create(owner=alice, chief_complaint=f"Load {streams}.{n}")
-                for n in range(streams)
-            ]
-            ids = [case.pk for case in cases]
+            ids = _new_cases(alice, 4 * streams)  # never a re-run: each stream a case of its own
             click = ClinicalCase.objects.create(owner=alice, chief_complaint=f"Click {streams}")
             relay, product = Load(streams), Load(streams)
-            level = partial(_run_level, url, cookies, headers, case_ids=ids, pid=server.pid)
-            asyncio.run(level(stream=_relay_stream, load=relay))
-            asyncio.run(level(stream=_product_stream, load=product, click_case=click.pk))
+            burst_relay, burst = Load(streams), Load(streams)
+            level = partial(_run_level, url, cookies, headers, streams=streams, pid=server.pid)
+            asyncio.run(level(_spread, _relay_stream, ids[streams:], relay))
+            asyncio.run(level(_spread, _product_stream, ids[streams:], product, click.pk))
             _stop_what_still_runs(url, cookies, headers)
-            results.append((relay, product))
+            asyncio.run(level(_together, _relay_stream, ids[:streams], burst_relay))
+            asyncio.run(level(_together, _product_stream, ids[:streams], burst))
+            _stop_what_still_runs(url, cookies, headers)
+            results.append((relay, product, burst_relay, burst))
     finally:
         stop_process(server)
         stop_process(simulator_process)
     if REPORT:
         _write_report(Path(REPORT), results)
-    for relay, product in results:
-        assert relay.lost == relay.repeated == 0, f"the relay lost tokens at {relay.streams}"
-        assert product.repeated == 0, f"tokens repeated at {product.streams} streams"
-        assert product.lost == 0, f"tokens lost at {product.streams} streams"
+    for loads in results:
+        for load in loads:
+            assert load.repeated == 0, f"tokens repeated at {load.streams} streams"
+            assert load.lost == 0, f"tokens lost at {load.streams} streams"
+
+
+def _new_cases(owner, count: int) -> list[int]:
+    cases = ClinicalCase.objects.bulk_create(
+        ClinicalCase(owner=owner, chief_complaint=f"Load {n}") for n in range(count)
+    )
+    return [case.pk for case in cases]
 
 
 def _stop_what_still_runs(url: str, cookies: dict, headers: dict) -> None:
@@ -275,45 +334,80 @@ def _postgres_per_token(load: Load) -> str:
     return f"{load.postgres_cpu_seconds / load.tokens * 1e6:,.0f}" if load.tokens else "—"
 
 
-def _write_report(path: Path, results: list[tuple[Load, Load]]) -> None:
-    rows = []
-    for relay, product in results:
-        latency = " / ".join(_ms(product.percentile(q)) for q in (50, 95, 99))
-        relay_latency = " / ".join(_ms(relay.percentile(q)) for q in (50, 95, 99))
+BURST_HEADER = (
+    "| streams | product latency p50 / p99 (ms) | bare relay p50 / p99 (ms) "
+    "| `POST …/run` p50 / p95 (ms) | tokens lost / repeated |\n"
+    "|---|---|---|---|---|"
+)
+
+
+def _latency(load: Load, quantiles=(50, 95, 99)) -> str:
+    return " / ".join(_ms(load.percentile(q)) for q in quantiles)
+
+
+def _starts(load: Load) -> str:
+    if len(load.starts) < 2:
+        return "—"
+    ranked = statistics.quantiles(load.starts, n=100)
+    return f"{_ms(ranked[49])} / {_ms(ranked[94])}"
+
+
+def _gave_up(load: Load) -> str:
+    return f" ({load.gave_up} still streaming after 90 s)" if load.gave_up else ""
+
+
+def _write_report(path: Path, results: list[tuple[Load, Load, Load, Load]]) -> None:
+    rows, burst_rows = [], []
+    for relay, product, burst_relay, burst in results:
         start = _ms(statistics.median(product.starts)) if product.starts else "—"
-        note = f" ({product.gave_up} still streaming after 90 s)" if product.gave_up else ""
         rows.append(
-            f"| {product.streams} | {latency}{note} | {relay_latency} | "
+            f"| {product.streams} | {_latency(product)}{_gave_up(product)} | {_latency(relay)} | "
             f"{_cpu_per_token(product)} | {_cpu_per_token(relay)} | "
             f"{_postgres_per_token(product)} | {start} | "
             f"{product.rss_kb_per_stream:,.0f} / {relay.rss_kb_per_stream:,.0f} | "
             f"{_ms(product.click_to_text) if product.click_to_text is not None else '—'} | "
             f"{product.lost} / {product.repeated} |"
         )
-    table = "\n".join(rows)
+        burst_rows.append(
+            f"| {burst.streams} | {_latency(burst, (50, 99))}{_gave_up(burst)} | "
+            f"{_latency(burst_relay, (50, 99))} | {_starts(burst)} | "
+            f"{burst.lost} / {burst.repeated} |"
+        )
+    table, burst_table = "\n".join(rows), "\n".join(burst_rows)
     path.write_text(
         f"""# Streaming performance
 
 Written by `make bench` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC.
 
 The server ran on one core; the LLM simulator and the load shared the other. Each
-stream: {TOKENS} tokens at {TOKENS_PER_SECOND} tokens/s after {TTFT * 1000:.0f} ms, each \
-stamped with the time the simulator sent it.
+stream: {TOKENS} tokens at {TOKENS_PER_SECOND} tokens/s after {TTFT * 1000:.0f} ms \
+({STREAM_SECONDS:.1f} s), each stamped with the time the simulator sent it.
 Latency: token sent by the provider → shown by the client (a delta, or a full-state
 event), on the live stream. The bare relay is one async Django view under the same
 Daphne relaying the `openai` SDK stream as SSE, with no database: the floor for this load.
-Only ratios within one run mean anything on this shared machine: the tail latencies at
-100 streams and more vary severalfold between runs of the same code (p95 at 100 streams
-from 0.65 to 2.5 s), mostly from the burst of 100 stages started in the same second.
-Postgres CPU covers every Postgres process on the machine. Memory per stream: the
-server's growth halfway through the level, the relay's level first. Click → first text:
-a clinician's click on Run in Debian's Chromium, while the level streams, to the first
-reasoning text on the page (the provider takes {TTFT * 1000:.0f} ms to its first token).
+Only ratios within one run mean anything on this shared machine.
+
+**As a hospital's load arrives.** N clinicians start a stage one after another, evenly
+over one stream's length, and each starts it again when it ends, so N streams are open
+at once. Everything but losses is measured over the second stream length, when all N
+are open: token latency, each `POST …/run` made then, app and Postgres CPU per token
+delivered then (Postgres CPU covers every Postgres process on the machine), memory per
+stream halfway through (the server's growth since the level began; the relay's level
+ran first), and a clinician's click on Run in Debian's Chromium to the first reasoning
+text on the page (the provider takes {TTFT * 1000:.0f} ms to its first token).
 
 {HEADER}
 {table}
 
 ![Token latency against concurrent streams, product beside the bare relay]({path.stem}.svg)
+
+**All at once.** The worst burst: all N clinicians click Run in the same second, once.
+Starting a stage costs the server a few tens of milliseconds of CPU (the request, the
+first snapshot, the runner's setup), so N starts queue on its one core and the first
+tokens of every stream wait behind them.
+
+{BURST_HEADER}
+{burst_table}
 """
     )
     path.with_suffix(".svg").write_text(_plot(results))
@@ -328,7 +422,7 @@ LINES = [  # (label, which load, percentile, colour, dash)
 ]
 
 
-def _plot(results: list[tuple[Load, Load]]) -> str:
+def _plot(results: list[tuple[Load, Load, Load, Load]]) -> str:
     """Latency (log scale) against concurrent streams, as SVG."""
     low, high = 1, 100_000  # ms
     inner_w, inner_h = PLOT_WIDTH - 2 * MARGIN, PLOT_HEIGHT - 2 * MARGIN
@@ -353,7 +447,7 @@ def _plot(results: list[tuple[Load, Load]]) -> str:
             'stroke="#ddd"/>'
             f'<text x="{MARGIN - 6}" y="{y(ms) + 4}" text-anchor="end">{ms:,}</text>'
         )
-    for index, (relay, _) in enumerate(results):
+    for index, (relay, *_) in enumerate(results):
         parts.append(
             f'<text x="{x(index)}" y="{PLOT_HEIGHT - MARGIN + 18}" text-anchor="middle">'
             f"{relay.streams}</text>"
