@@ -1,18 +1,24 @@
-"""psycopg's async connections, for the statements a generation makes while it streams.
+"""psycopg's async connections, for the statements a generation makes while it runs.
 
-Django's async ORM runs every query on its one sync thread, where each stream's writes
-would queue behind every other's. The few statements made while text streams (append a
-batch, renew the leases, read back a stop request) run here instead, on the event loop.
+Django's async ORM runs every query of a job on one sync thread, where each stream's
+writes would queue behind every other's. The statements of a generation's life (start,
+append a batch, renew the leases, read back a stop request, end) run here instead, on the
+event loop; the ORM still writes them (`sql_of`, `update_sql_of`) where it can.
 """
 
 import asyncio
 import weakref
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from django.db import connections
 from django.db.models import QuerySet
+from django.db.models.sql import UpdateQuery
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
+
+type Params = tuple | list | dict
 
 # One pool per event loop: a connection belongs to the loop that opened it.
 _pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncConnectionPool] = (
@@ -45,23 +51,51 @@ async def _pool() -> AsyncConnectionPool:
     return pool
 
 
-async def fetch_row(query: Any, params: tuple | dict = ()) -> tuple | None:
-    """The first row the statement returns (None if no row)."""
-    async with (await _pool()).connection() as connection:
-        cursor = await connection.execute(query, params)
-        return await cursor.fetchone()
+@asynccontextmanager
+async def transaction() -> AsyncIterator[AsyncConnection]:
+    """A connection of the pool in a transaction, committed unless the block raises."""
+    async with (await _pool()).connection() as connection, connection.transaction():
+        yield connection
 
 
-async def fetch_all(query: Any, params: tuple | dict = ()) -> list[tuple]:
-    async with (await _pool()).connection() as connection:
-        cursor = await connection.execute(query, params)
-        return await cursor.fetchall()
+async def fetch_row(
+    query: Any, params: Params = (), on: AsyncConnection | None = None
+) -> tuple | None:
+    """The first row the statement returns (None if no row), on connection `on` or one
+    of the pool's."""
+    rows = await fetch_all(query, params, on)
+    return rows[0] if rows else None
 
 
-async def value_of(queryset: QuerySet) -> Any:
+async def fetch_all(
+    query: Any, params: Params = (), on: AsyncConnection | None = None
+) -> list[tuple]:
+    if on is None:
+        async with (await _pool()).connection() as connection:
+            return await fetch_all(query, params, connection)
+    cursor = await on.execute(query, params)
+    return await cursor.fetchall() if cursor.description else []
+
+
+async def value_of(queryset: QuerySet, on: AsyncConnection | None = None) -> Any:
     """The first value of the first row of a one-column queryset, read on the event loop."""
-    row = await fetch_row(*queryset.query.sql_with_params())
+    row = await fetch_row(*sql_of(queryset), on)
     return row[0] if row else None
+
+
+def sql_of(queryset: QuerySet) -> tuple[str, tuple]:
+    """The SELECT the ORM would run for this queryset, with its parameters."""
+    return queryset.query.sql_with_params()
+
+
+def update_sql_of(queryset: QuerySet, values: dict, returning: str) -> tuple[str, tuple]:
+    """The UPDATE `queryset.update(**values)` would run, with a RETURNING clause."""
+    query = queryset.query.chain(UpdateQuery)
+    query.add_update_values(values)
+    compiler = query.get_compiler(queryset.db)
+    compiler.pre_sql_setup()
+    update, params = compiler.as_sql()
+    return f"{update} RETURNING {returning}", params
 
 
 async def close() -> None:

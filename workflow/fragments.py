@@ -98,13 +98,15 @@ def _run(request: HttpRequest, run: StageRun) -> str:
 
 def _case(request: HttpRequest, case: ClinicalCase, finished: bool) -> str:
     """The stepper, and once the stream is over, the next thing for the page to follow."""
-    html = swaps(request, ["stepper"], workspace.stepper(case))
-    return html + _next_stream(request, case) if finished else html
+    now = workspace.Now.of(case)
+    html = swaps(request, ["stepper"], workspace.stepper(case, now))
+    return html + _next_stream(request, case, now) if finished else html
 
 
-def _next_stream(request: HttpRequest, case: ClinicalCase) -> str:
+def _next_stream(request: HttpRequest, case: ClinicalCase, now: workspace.Now | None = None) -> str:
     """The stream host, following whatever else of the case still runs."""
-    return swaps(request, ["stream-host"], {"stream_url": workspace.next_stream_url(case)})
+    url = workspace.next_stream_url(case, now or workspace.Now.of(case))
+    return swaps(request, ["stream-host"], {"stream_url": url})
 
 
 def _to_chat(request: HttpRequest, partial: str, contexts: list[dict]) -> str:

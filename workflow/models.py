@@ -3,7 +3,6 @@ import functools
 from datetime import timedelta
 from itertools import chain
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import models, transaction
 from django.db.models import Count, Exists, F, Max, OuterRef, Q, Subquery, Sum
@@ -11,7 +10,7 @@ from django.db.models.functions import Coalesce, Greatest
 from django.urls import reverse
 from django.utils import timezone
 from prometheus_client import Counter
-from psycopg import sql
+from psycopg import AsyncConnection, sql
 
 from streaming import broker
 from workflow import announcements, asyncdb
@@ -39,6 +38,11 @@ ENDED = Counter("medhastra_generations_total", "Generations finished.", ["kind",
 
 def new_lease():
     return timezone.now() + timedelta(seconds=settings.LEASE_SECONDS)
+
+
+def running_on(engine: str, **fields) -> dict:
+    """The fields of a generation created running, by this process's `engine`."""
+    return {"status": Status.RUNNING, "started_at": timezone.now(), "engine": engine, **fields}
 
 
 def lease_ran_out() -> Q:
@@ -174,8 +178,10 @@ class ClinicalCase(models.Model):
 
     def latest_runs(self) -> dict[str, "StageRun"]:
         """The most recent run of each stage that has one."""
-        latest = self.stage_runs.order_by("stage_key", "-queued_at", "-pk").distinct("stage_key")
-        return {run.stage_key: run for run in latest}
+        return {run.stage_key: run for run in self.latest_runs_query()}
+
+    def latest_runs_query(self) -> "StageRunQuerySet":
+        return self.stage_runs.order_by("stage_key", "-queued_at", "-pk").distinct("stage_key")
 
     def latest_run(self, stage_key: str) -> "StageRun | None":
         return self.stage_runs.of_stage(stage_key).first()
@@ -212,19 +218,26 @@ class ClinicalCase(models.Model):
         return self.missing_for((stage.key,), latest), self.completed_runs(stage, latest)
 
     @transaction.atomic
-    def start_stage_runs(self, stage_keys: tuple[str, ...], group_key: str | None = None):
+    def start_stage_runs(
+        self, stage_keys: tuple[str, ...], group_key: str | None = None, engine: str | None = None
+    ):
         """Queue runs of these stages (in a group run if `group_key`), for the runner.
 
-        Returns the new stage runs and the group run, or raises CannotStart.
+        Given the `engine` of the process whose runner starts the first at once, that one
+        is created running: a page that follows it never sees it queued, and its start
+        costs no change. Returns the new stage runs and the group run, or raises
+        CannotStart.
         """
         self.lock_for_a_start()
-        missing = self.missing_for(stage_keys)
+        latest = self.latest_runs()
+        missing = self.missing_for(stage_keys, latest)
         if missing:
             names = " and ".join(stage.title for stage in missing)
             raise CannotStart(f"Run {names} first: {STAGES[stage_keys[0]].title} builds on it.")
-        busy = self.stage_runs.active().filter(stage_key__in=stage_keys).order_by("pk").first()
+        # A run still queued or running is the latest of its stage.
+        busy = [latest[key] for key in stage_keys if key in latest and not latest[key].finished]
         if busy:
-            raise CannotStart(f"{busy.stage.title} is already running.")
+            raise CannotStart(f"{busy[0].stage.title} is already running.")
         workflow = None
         if group_key:
             earlier = self.workflow_runs.filter(group_key=group_key).first()
@@ -233,21 +246,25 @@ class ClinicalCase(models.Model):
         runs = []
         for key in stage_keys:
             self.mark_stale_after(key)
+            started = {}
+            if engine and not runs:
+                earlier_runs = self.completed_runs(STAGES[key], latest)
+                started = running_on(engine, inputs={e.stage_key: e.pk for e in earlier_runs})
             runs.append(
                 StageRun.objects.create(
-                    case=self, stage_key=key, workflow_run=workflow, seq=self._first_seq(key)
+                    case=self,
+                    stage_key=key,
+                    workflow_run=workflow,
+                    seq=self._first_seq(key),
+                    **started,
                 )
             )
         return runs, workflow
 
-    def lock(self) -> bool:
-        """Hold the case until the transaction ends; False if it was deleted."""
-        return bool(ClinicalCase.objects.select_for_update().filter(pk=self.pk).values("pk"))
-
     def lock_for_a_start(self) -> None:
-        """Lock the case for a start: two starts at once (two tabs, a double click) would
-        otherwise both find nothing running."""
-        if not self.lock():
+        """Hold the case until the transaction ends: two starts at once (two tabs, a double
+        click) would otherwise both find nothing running."""
+        if not ClinicalCase.objects.select_for_update().filter(pk=self.pk).values("pk"):
             raise CannotStart("This case was deleted.")
 
     def _first_seq(self, stage_key: str) -> int:
@@ -282,8 +299,9 @@ class ClinicalCase(models.Model):
             raise CannotStart("Wait for the current reply to finish, or stop it.")
 
     @transaction.atomic
-    def continue_stage_run(self, stage_key: str) -> "StageRun":
-        """A new run that carries on from the partial text of the stage's last run."""
+    def continue_stage_run(self, stage_key: str, engine: str | None = None) -> "StageRun":
+        """A new run that carries on from the partial text of the stage's last run (created
+        running on `engine`, if given, as `start_stage_runs`)."""
         self.lock_for_a_start()
         last = self.latest_run(stage_key)
         if last is None or not last.resumable:
@@ -293,10 +311,10 @@ class ClinicalCase(models.Model):
             stage_key=stage_key,
             seq=self._first_seq(stage_key),
             continued_from=last,
-            inputs=last.inputs,
             reasoning=last.reasoning,
             summary=last.summary,
             thinking=last.thinking,
+            **running_on(engine, inputs=last.inputs) if engine else {"inputs": last.inputs},
         )
 
     def mark_stale_after(self, stage_key: str) -> int:
@@ -318,13 +336,17 @@ class ClinicalCase(models.Model):
             chain(runs, self.chat_messages.all()), key=lambda item: (item.queued_at, item.pk)
         )
 
-    def active_stream(self) -> "Streamable | None":
-        """What the page should follow now: a running group, else the newest active run."""
-        workflow = self.workflow_runs.unfinished().first()
+    def active_stream(
+        self, latest: dict[str, "StageRun"], workflow: "WorkflowRun | None"
+    ) -> "Streamable | None":
+        """What the page should follow now: a running group, else the newest active run
+        (given the latest run of each stage and the unfinished group: a run still queued
+        or running is always the latest of its stage)."""
         if workflow:
             return workflow
         runs = chain(
-            self.stage_runs.active().filter(workflow_run=None), self.chat_messages.active()
+            (run for run in latest.values() if not run.finished and run.workflow_run_id is None),
+            self.chat_messages.active(),
         )
         return max(runs, key=lambda item: item.queued_at, default=None)
 
@@ -355,8 +377,9 @@ class GenerationQuerySet(models.QuerySet):
 class Generation(Streamable, models.Model):
     """Text an LLM generates for the clinician: its status, timings and what went wrong.
 
-    Its life: queued → running (`start`) → complete, stale, error, cancelled or
-    interrupted (`end`, the one way out of queued or running). Every change raises `seq`
+    Its life: queued → running (`start`; or created running, when its process starts it
+    at once) → complete, stale, error, cancelled or interrupted (`end`, the one way out of
+    queued or running). Every change raises `seq`
     and is announced to the generation's followers after it is persisted.
     """
 
@@ -434,13 +457,21 @@ class Generation(Streamable, models.Model):
             raise self._no_longer_active()
 
     async def _change(self, only_if: Q, **fields) -> bool:
-        mine = type(self).objects.filter(only_if, pk=self.pk)
-        if not await mine.aupdate(seq=F("seq") + 1, **fields):
+        if not await self._changed(only_if, fields):
             return False
-        self.seq += 1
+        await announcements.change(self)
+        return True
+
+    async def _changed(self, only_if: Q, fields: dict, on: AsyncConnection | None = None) -> bool:
+        """Persist these fields if `only_if` holds, raising seq (as this instance does)."""
+        mine = type(self).objects.filter(only_if, pk=self.pk)
+        update = asyncdb.update_sql_of(mine, {"seq": F("seq") + 1, **fields}, returning="seq")
+        row = await asyncdb.fetch_row(*update, on)
+        if row is None:
+            return False
+        self.seq = row[0]
         for name, value in fields.items():
             setattr(self, name, value)
-        await announcements.change(self)
         return True
 
     async def _refresh_status(self) -> None:
@@ -530,20 +561,15 @@ class Generation(Streamable, models.Model):
             "notice": "",
             **fields,
         }
-        if not await sync_to_async(self._claim)(changes, only_if):
+        if not await self._claim(changes, only_if or Q()):
             await self._refresh_status()
             return False
         ENDED.labels(type(self).__name__, self.status).inc()
         await announcements.change(self)
         return True
 
-    @transaction.atomic
-    def _claim(self, changes: dict, only_if: Q | None) -> bool:
-        mine = type(self).objects.filter(only_if or Q(), pk=self.pk, status__in=ACTIVE)
-        if not mine.update(seq=F("seq") + 1, **changes):
-            return False
-        self.refresh_from_db(fields=["seq", *changes])
-        return True
+    async def _claim(self, changes: dict, only_if: Q) -> bool:
+        return await self._changed(only_if & Q(status__in=ACTIVE), changes)
 
     async def stop(self) -> None:
         """The clinician's Stop. Still queued, it ends at once; running, its process is
@@ -568,14 +594,14 @@ class Generation(Streamable, models.Model):
     async def astate_of(cls, pk: int) -> tuple[int, bool] | None:
         """Its seq and whether it is over, as Postgres holds them (None once deleted)."""
         row = cls.objects.filter(pk=pk).values_list("seq", "status")
-        found = await asyncdb.fetch_row(*row.query.sql_with_params())
+        found = await asyncdb.fetch_row(*asyncdb.sql_of(row))
         return None if found is None else (found[0], found[1] not in ACTIVE)
 
     @classmethod
     async def still_active(cls, pks: list[int]) -> set[int]:
         """Which of these generations are still queued or running (read on the event loop)."""
         active = cls.objects.filter(pk__in=pks).active().values_list("pk")
-        return {pk for (pk,) in await asyncdb.fetch_all(*active.query.sql_with_params())}
+        return {pk for (pk,) in await asyncdb.fetch_all(*asyncdb.sql_of(active))}
 
     async def read_stop_flag(self) -> None:
         """Read back from Postgres whether the clinician asked to stop it."""
@@ -651,7 +677,7 @@ class WorkflowRun(Streamable, models.Model):
     async def astate_of(cls, pk: int) -> tuple[int, bool] | None:
         """Its stream's seq and whether it is over (None once deleted)."""
         row = cls._stream_seq(pk).values_list("stream_seq", "finished_at")
-        found = await asyncdb.fetch_row(*row.query.sql_with_params())
+        found = await asyncdb.fetch_row(*asyncdb.sql_of(row))
         return None if found is None else (found[0], found[1] is not None)
 
     async def end(self) -> bool:
@@ -740,20 +766,31 @@ class StageRun(Generation):
         seq = await WorkflowRun.astream_seq_of(self.workflow_run_id)
         return None if seq is None else (WorkflowRun.stream_group_of(self.workflow_run_id), seq)
 
-    @transaction.atomic
-    def _claim(self, changes: dict, only_if: Q | None) -> bool:
+    async def _claim(self, changes: dict, only_if: Q) -> bool:
+        if changes["status"] != Status.COMPLETE:
+            return await super()._claim(changes, only_if)
         # Complete only if what it reasoned about still holds, decided holding the case as
         # edits and starts do: neither slips in between.
-        completing = changes["status"] == Status.COMPLETE
-        if completing and self.case.lock() and not self._still_current():
-            changes["status"] = Status.STALE
-        return super()._claim(changes, only_if)
+        async with asyncdb.transaction() as connection:
+            if not await self._still_current(connection):
+                changes["status"] = Status.STALE
+            return await self._changed(only_if & Q(status__in=ACTIVE), changes, connection)
 
-    def _still_current(self) -> bool:
-        edited = ClinicalCase.objects.filter(pk=self.case_id, updated_at__gt=self.case.updated_at)
-        latest = self.case.latest_runs()
-        return not edited.exists() and all(
-            key in latest and latest[key].pk == pk for key, pk in self.inputs.items()
+    async def _still_current(self, connection: AsyncConnection) -> bool:
+        """Whether the case is as it read it and the runs it used are still the latest of
+        their stages; locks the case (True if it was deleted: the claim then finds nothing)."""
+        # Written out: Django compiles FOR UPDATE only on its own connection.
+        lock = sql.SQL("SELECT updated_at FROM {} WHERE id = %s FOR UPDATE").format(
+            sql.Identifier(ClinicalCase._meta.db_table)
+        )
+        row = await asyncdb.fetch_row(lock, (self.case_id,), connection)
+        if row is None:
+            return True
+        updated_at = row[0]
+        latest = self.case.latest_runs_query().values_list("stage_key", "pk")
+        latest_pks = dict(await asyncdb.fetch_all(*asyncdb.sql_of(latest), connection))
+        return updated_at == self.case.updated_at and all(
+            latest_pks.get(key) == pk for key, pk in self.inputs.items()
         )
 
     def raw_output(self) -> str:

@@ -176,9 +176,11 @@ async def _generate_stage(run: StageRun) -> str:
         return run.status
     request, router = _stage_request(run, earlier)
     engine = shared_engine()
-    inputs = run.inputs or {e.stage_key: e.pk for e in earlier}
-    if await run.start(engine=engine.label, inputs=inputs):  # else stopped before it started
-        await _generate(run, partial(_write_stage, run, engine, request, router))
+    if run.status == Status.QUEUED:  # its turn in a group: the first of a start is running
+        inputs = run.inputs or {e.stage_key: e.pk for e in earlier}
+        if not await run.start(engine=engine.label, inputs=inputs):  # stopped meanwhile
+            return run.status
+    await _generate(run, partial(_write_stage, run, engine, request, router))
     return run.status
 
 

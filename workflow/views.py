@@ -11,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from streaming.response import sse_response
 from workflow import events, fragments, runner, workspace
 from workflow.forms import ChatForm, ClinicalCaseForm
+from workflow.llm import shared_engine
 from workflow.models import CannotStart, ChatMessage, ClinicalCase, Generation, WorkflowRun
 from workflow.stages import RUNNABLE_GROUPS, STAGES
 
@@ -89,7 +90,8 @@ async def run_group(request, case_id: int, group_key: str):
 
 async def _start_runs(request, case: ClinicalCase, stage_keys, group_key):
     try:
-        runs, workflow = await sync_to_async(case.start_stage_runs)(stage_keys, group_key)
+        start = sync_to_async(case.start_stage_runs)
+        runs, workflow = await start(stage_keys, group_key, engine=shared_engine().label)
     except CannotStart as refusal:
         return await _refuse(request, case, str(refusal))
     if workflow:
@@ -112,7 +114,7 @@ async def continue_stage(request, case_id: int, stage_key: str):
     if stage_key not in STAGES:
         raise Http404("No such stage.")
     try:
-        run = await sync_to_async(case.continue_stage_run)(stage_key)
+        run = await sync_to_async(case.continue_stage_run)(stage_key, shared_engine().label)
     except CannotStart as refusal:
         return await _refuse(request, case, str(refusal))
     runner.start_stage_run(run)

@@ -32,10 +32,22 @@ def events_url(item: StageRun | WorkflowRun | ChatMessage) -> str:
             return reverse("chat-events", args=[item.case_id, item.pk])
 
 
-def stepper(case: ClinicalCase) -> dict:
+@dataclass
+class Now:
+    """The latest run of each stage and the group running, read once for the stepper and
+    for the stream to follow."""
+
+    latest: dict[str, StageRun]
+    workflow: WorkflowRun | None
+
+    @classmethod
+    def of(cls, case: ClinicalCase) -> "Now":
+        return cls(case.latest_runs(), case.workflow_runs.unfinished().first())
+
+
+def stepper(case: ClinicalCase, now: Now) -> dict:
     """The stepper: every stage's latest run, by group, and the group running now."""
-    latest = case.latest_runs()
-    workflow = case.workflow_runs.unfinished().first()
+    latest, workflow = now.latest, now.workflow
     progress = None
     if workflow:
         runs = list(workflow.stage_runs.order_by("pk"))
@@ -61,18 +73,19 @@ def section(case: ClinicalCase, stage_key: str) -> Section:
 
 def page(case: ClinicalCase, selected: str | None) -> dict:
     runs = case.runs_by_stage()
+    now = Now.of(case)
     return {
-        **stepper(case),
+        **stepper(case, now),
         "case": case,
         "sections": [Section.of(stage, runs[key]) for key, stage in STAGES.items()],
         "timeline": case.timeline(),
-        "stream_url": next_stream_url(case),
+        "stream_url": next_stream_url(case, now),
         "replying": case.chat_messages.active().exists(),
         "selected": selected if selected in STAGES else None,
     }
 
 
-def next_stream_url(case: ClinicalCase) -> str | None:
+def next_stream_url(case: ClinicalCase, now: Now) -> str | None:
     """What the page follows: whatever is running now, if anything."""
-    stream = case.active_stream()
+    stream = case.active_stream(now.latest, now.workflow)
     return events_url(stream) if stream else None

@@ -39,6 +39,21 @@ def test_it_streams_the_reasoning_and_the_summary(alice_http, case, simulator):
     assert run.first_token_at is not None and run.finished_at >= run.first_token_at
 
 
+def test_a_started_stage_is_running_from_its_first_event(alice_http, case, simulator):
+    simulator.configure(ttft=0.5)
+    url = _run(alice_http, case)
+    run = StageRun.objects.get(case=case, stage_key="summary")
+    assert (run.status, run.engine) == ("running", "simulator at " + simulator.base_url)
+    view, _ = follow(alice_http, url)
+
+    first = view.events[0]
+    assert first.event == "snapshot"
+    assert 'id="reasoning-summary" class="reasoning" data-status="running"' in first.data
+    assert "Waiting to start" not in first.data
+    assert set(view.names[1:-1]) == {"delta"}  # nothing re-rendered before it ends
+    assert view.names[-1] == "done"
+
+
 def test_its_events_have_increasing_ids_and_the_sse_headers(alice_http, case, simulator):
     url = _run(alice_http, case)
     with alice_http.stream("GET", url) as response:
