@@ -246,26 +246,27 @@ class ClinicalCase(models.Model):
         runs = []
         for key in stage_keys:
             self.mark_stale_after(key)
-            started = {}
+            started, earlier_runs = {}, None
             if engine and not runs:
                 earlier_runs = self.completed_runs(STAGES[key], latest)
                 started = running_on(engine, inputs={e.stage_key: e.pk for e in earlier_runs})
-            runs.append(
-                StageRun.objects.create(
-                    case=self,
-                    stage_key=key,
-                    workflow_run=workflow,
-                    seq=self._first_seq(key),
-                    **started,
-                )
+            run = StageRun.objects.create(
+                case=self, stage_key=key, workflow_run=workflow, seq=self._first_seq(key), **started
             )
+            run.builds_on_runs = earlier_runs
+            runs.append(run)
         return runs, workflow
 
     def lock_for_a_start(self) -> None:
-        """Hold the case until the transaction ends: two starts at once (two tabs, a double
-        click) would otherwise both find nothing running."""
-        if not ClinicalCase.objects.select_for_update().filter(pk=self.pk).values("pk"):
+        """Hold the case until the transaction ends (two starts at once, from two tabs or
+        a double click, would otherwise both find nothing running), and read it as it is
+        now: a start's first run reasons about it."""
+        locked = ClinicalCase.objects.select_for_update().filter(pk=self.pk)
+        now = locked.values(*self.FIELDS, "updated_at").first()
+        if now is None:
             raise CannotStart("This case was deleted.")
+        for name, value in now.items():
+            setattr(self, name, value)
 
     def _first_seq(self, stage_key: str) -> int:
         """A new run of a stage counts on from every earlier run of it (and a group's from
@@ -730,6 +731,10 @@ class StageRun(Generation):
     )
 
     objects = StageRunQuerySet.as_manager()
+
+    # The complete runs it builds on, when the start that created it running read them
+    # (with the case) under the case's lock; None: the runner reads them when it starts.
+    builds_on_runs: list["StageRun"] | None = None
 
     class Meta:
         ordering = ["-queued_at", "-id"]

@@ -9,6 +9,7 @@ never misses what a live event carried.
 
 import asyncio
 import contextvars
+import copy
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -64,8 +65,8 @@ _jobs: set[asyncio.Task] = set()
 
 
 def start_stage_run(run: StageRun) -> None:
-    """Run one stage in the background."""
-    _launch(partial(_stage_job, run.pk), [run])
+    """Run one stage in the background (a copy: the request renders its own)."""
+    _launch(partial(_stage_job, copy.copy(run)), [run])
 
 
 def start_workflow_run(workflow: WorkflowRun, runs: list[StageRun]) -> None:
@@ -140,8 +141,8 @@ async def _end_left_over(
 _STAGE_RUNS = StageRun.objects.select_related("continued_from")
 
 
-async def _stage_job(run_id: int) -> None:
-    await _generate_stage(await _STAGE_RUNS.aget(pk=run_id))
+async def _stage_job(run: StageRun) -> None:
+    await _generate_stage(run)
 
 
 async def _group_job(workflow_id: int) -> None:
@@ -168,7 +169,9 @@ def _why_the_rest_is_not_run(run: StageRun) -> str | None:
 
 async def _generate_stage(run: StageRun) -> str:
     """Generate one stage (or carry on from a partial run); returns how it ended."""
-    missing, earlier = await sync_to_async(_what_it_builds_on)(run)
+    missing, earlier = [], run.builds_on_runs
+    if earlier is None:  # queued: the case as it is now, in a group too
+        missing, earlier = await sync_to_async(_what_it_builds_on)(run)
     if missing:  # made stale since the run was queued: by an edit, or by running it again
         names = " and ".join(stage.title for stage in missing)
         message = f"{names} went out of date first: run {names} again."
@@ -185,7 +188,7 @@ async def _generate_stage(run: StageRun) -> str:
 
 
 def _what_it_builds_on(run: StageRun) -> tuple[list[Stage], list[StageRun]]:
-    run.case = ClinicalCase.objects.get(pk=run.case_id)  # as it is now, in a group too
+    run.case = ClinicalCase.objects.get(pk=run.case_id)
     return run.case.builds_on(run.stage)
 
 
