@@ -234,10 +234,9 @@ class ClinicalCase(models.Model):
         if missing:
             names = " and ".join(stage.title for stage in missing)
             raise CannotStart(f"Run {names} first: {STAGES[stage_keys[0]].title} builds on it.")
-        # A run still queued or running is the latest of its stage.
-        busy = [latest[key] for key in stage_keys if key in latest and not latest[key].finished]
+        busy = self.stage_runs.active().filter(stage_key__in=stage_keys).order_by("pk").first()
         if busy:
-            raise CannotStart(f"{busy[0].stage.title} is already running.")
+            raise CannotStart(f"{busy.stage.title} is already running.")
         workflow = None
         if group_key:
             earlier = self.workflow_runs.filter(group_key=group_key).first()

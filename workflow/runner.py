@@ -64,14 +64,48 @@ NOT_RUN = Ending(Status.ERROR, "not_run", "The group stopped early.")
 _jobs: set[asyncio.Task] = set()
 
 
-def start_stage_run(run: StageRun) -> None:
-    """Run one stage in the background (a copy: the request renders its own)."""
-    _launch(partial(_stage_job, copy.copy(run)), [run])
+async def start_stages(
+    case: ClinicalCase, stage_keys: tuple[str, ...], group_key: str | None
+) -> tuple[list[StageRun], WorkflowRun | None]:
+    """Start these stages (a group's, if `group_key`) and generate them in the background;
+    CannotStart says why not."""
+
+    async def start() -> tuple[list[StageRun], WorkflowRun | None]:
+        create = sync_to_async(case.start_stage_runs)
+        runs, workflow = await create(stage_keys, group_key, engine=shared_engine().label)
+        if workflow:
+            _launch(partial(_group_job, workflow.pk), runs, workflow)
+        else:
+            _start_stage_run(runs[0])
+        return runs, workflow
+
+    return await _not_cut_off(start())
 
 
-def start_workflow_run(workflow: WorkflowRun, runs: list[StageRun]) -> None:
-    """Run a group's queued stages in order in the background."""
-    _launch(partial(_group_job, workflow.pk), runs, workflow)
+async def continue_stage(case: ClinicalCase, stage_key: str) -> StageRun:
+    """Carry on from the partial text of the stage's last run, in the background."""
+
+    async def start() -> StageRun:
+        run = await sync_to_async(case.continue_stage_run)(stage_key, shared_engine().label)
+        _start_stage_run(run)
+        return run
+
+    return await _not_cut_off(start())
+
+
+async def _not_cut_off[T](start: Awaitable[T]) -> T:
+    """A start finishes even when the request waiting for it is cancelled (its client
+    went away): a run created running must get its job."""
+    task = asyncio.ensure_future(start)
+    task.add_done_callback(lambda done: done.cancelled() or done.exception())  # retrieved
+    return await asyncio.shield(task)
+
+
+def _start_stage_run(run: StageRun) -> None:
+    # The job's own copy (the request renders the run meanwhile), which is also the one
+    # the lease renewal tells of a stop request.
+    run = copy.copy(run)
+    _launch(partial(_stage_job, run), [run])
 
 
 def start_chat_reply(reply: ChatMessage) -> None:
@@ -175,7 +209,8 @@ async def _generate_stage(run: StageRun) -> str:
     if missing:  # made stale since the run was queued: by an edit, or by running it again
         names = " and ".join(stage.title for stage in missing)
         message = f"{names} went out of date first: run {names} again."
-        await run.end(Status.ERROR, code="not_run", message=message)
+        # Never started, even if created running: the page says it was not run.
+        await run.end(Status.ERROR, code="not_run", message=message, started_at=None)
         return run.status
     request, router = _stage_request(run, earlier)
     engine = shared_engine()

@@ -11,7 +11,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from streaming.response import sse_response
 from workflow import events, fragments, runner, workspace
 from workflow.forms import ChatForm, ClinicalCaseForm
-from workflow.llm import shared_engine
 from workflow.models import CannotStart, ChatMessage, ClinicalCase, Generation, WorkflowRun
 from workflow.stages import RUNNABLE_GROUPS, STAGES
 
@@ -90,14 +89,9 @@ async def run_group(request, case_id: int, group_key: str):
 
 async def _start_runs(request, case: ClinicalCase, stage_keys, group_key):
     try:
-        start = sync_to_async(case.start_stage_runs)
-        runs, workflow = await start(stage_keys, group_key, engine=shared_engine().label)
+        runs, workflow = await runner.start_stages(case, stage_keys, group_key)
     except CannotStart as refusal:
         return await _refuse(request, case, str(refusal))
-    if workflow:
-        runner.start_workflow_run(workflow, runs)
-    else:
-        runner.start_stage_run(runs[0])
     return await _started(request, case, workflow or runs[0], runs)
 
 
@@ -114,10 +108,9 @@ async def continue_stage(request, case_id: int, stage_key: str):
     if stage_key not in STAGES:
         raise Http404("No such stage.")
     try:
-        run = await sync_to_async(case.continue_stage_run)(stage_key, shared_engine().label)
+        run = await runner.continue_stage(case, stage_key)
     except CannotStart as refusal:
         return await _refuse(request, case, str(refusal))
-    runner.start_stage_run(run)
     return await _started(request, case, run, [run])
 
 

@@ -1,5 +1,7 @@
 """However a job ends, nothing it started stays queued or running, and followers hear."""
 
+import asyncio
+import contextlib
 import time
 
 import pytest
@@ -97,3 +99,44 @@ def test_a_stop_whose_signal_was_lost_still_stops_the_stage_within_seconds(case,
     assert status == Status.CANCELLED
     assert time.monotonic() - started < 5, "the demo stage alone takes over 10 s"
     assert StageRun.objects.get(pk=run.pk).reasoning, "what it wrote before is kept"
+
+
+def test_a_start_whose_request_is_cancelled_still_generates_its_stage(case, settings):
+    """The clinician clicks Run and closes the tab at once: the run, created running,
+    gets its job all the same (else Stop could not end it, nor could it run again)."""
+    settings.LLM_BASE_URL = settings.LLM_API_KEY = None  # the offline demo engine
+    settings.DEMO_WORDS_PER_SECOND = 2000
+
+    async def click_and_go():
+        starting = asyncio.ensure_future(runner.start_stages(case, ("summary",), None))
+        await asyncio.sleep(0)  # the request is under way
+        starting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await starting
+        async with asyncio.timeout(10):
+            await asyncio.wait(asyncio.all_tasks() - {asyncio.current_task()})  # the start
+            await asyncio.wait(set(runner._jobs))
+
+    run_async(click_and_go())
+
+    assert StageRun.objects.get(case=case).status == Status.COMPLETE
+
+
+def test_a_continue_whose_input_went_out_of_date_first_says_it_was_not_run(case):
+    summary = StageRun.objects.create(case=case, stage_key="summary", status=Status.COMPLETE)
+    StageRun.objects.create(
+        case=case,
+        stage_key="differential",
+        status=Status.INTERRUPTED,
+        reasoning="Half a differential",
+        inputs={"summary": summary.pk},
+    )
+    continued = case.continue_stage_run("differential", engine="an engine")
+    assert continued.status == Status.RUNNING
+    case.mark_all_stale()  # the clinician edits the case before it reaches the provider
+
+    status = run_async(runner._generate_stage(continued))
+
+    continued.refresh_from_db()
+    assert (status, continued.error_code) == (Status.ERROR, "not_run")
+    assert continued.started_at is None, "the page says it was not run"
