@@ -185,16 +185,17 @@ async def _run_level(
         rss = _rss_kb(pid)
 
         async def measure(until: float) -> None:
-            """CPU over the window; memory and a clinician's click halfway through it."""
+            """CPU over the window and memory halfway through it, then a clinician's click
+            while the streams are still open (its stream's CPU is not the load's)."""
             cpu, postgres = _cpu_seconds([pid]), _cpu_seconds(_postgres_pids())
             await asyncio.sleep(max(0.0, (until - time.time()) / 2))
             load.rss_kb_per_stream = (_rss_kb(pid) - rss) / streams
-            if page is not None:
-                shown, sent = await page.evaluate(CLICK_TO_FIRST_TEXT)
-                load.click_to_text, load.click_to_sent = shown / 1000, sent / 1000
             await asyncio.sleep(max(0.0, until - time.time()))
             load.cpu_seconds = _cpu_seconds([pid]) - cpu
             load.postgres_cpu_seconds = _cpu_seconds(_postgres_pids()) - postgres
+            if page is not None:
+                shown, sent = await page.evaluate(CLICK_TO_FIRST_TEXT)
+                load.click_to_text, load.click_to_sent = shown / 1000, sent / 1000
 
         load.gave_up = await arrive(stream, http, case_ids, load, measure)
 
@@ -407,11 +408,11 @@ at once. Everything but losses is measured over the second stream length, when a
 are open: token latency, each `POST …/run` made then, app and Postgres CPU per token
 delivered then (Postgres CPU covers every Postgres process on the machine), memory per
 stream halfway through (the server's growth since the level began; the relay's level
-ran first), and a clinician's click on Run in Debian's Chromium to the first reasoning
-text on the page. In brackets: when, after the click, the provider sent that text. Its
-first token is the answer's opening tag, {TTFT * 1000:.0f} ms after the request; the first
-text comes one token later, so {(TTFT + 1 / TOKENS_PER_SECOND) * 1000:.0f} ms after the \
-click is the floor.
+ran first). Right after that window, with the N streams still open, a clinician clicks
+Run in Debian's Chromium: click → first reasoning text on the page. In brackets: when,
+after the click, the provider sent that text. Its first token is the answer's opening
+tag, {TTFT * 1000:.0f} ms after the request; the first text comes one token later, so \
+{(TTFT + 1 / TOKENS_PER_SECOND) * 1000:.0f} ms after the click is the floor.
 
 {HEADER}
 {table}
