@@ -379,8 +379,8 @@ class Generation(Streamable, models.Model):
 
     Its life: queued → running (`start`; or created running, when its process starts it
     at once) → complete, stale, error, cancelled or interrupted (`end`, the one way out of
-    queued or running). Every change raises `seq`
-    and is announced to the generation's followers after it is persisted.
+    queued or running). Every change raises `seq` and is announced to the generation's
+    followers after it is persisted.
     """
 
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.QUEUED)
