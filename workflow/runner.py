@@ -105,7 +105,7 @@ def _start_stage_run(run: StageRun) -> None:
     # The job's own copy (the request renders the run meanwhile), which is also the one
     # the lease renewal tells of a stop request.
     run = copy.copy(run)
-    _launch(partial(_stage_job, run), [run])
+    _launch(partial(_generate_stage, run), [run])
 
 
 def start_chat_reply(reply: ChatMessage) -> None:
@@ -175,10 +175,6 @@ async def _end_left_over(
 _STAGE_RUNS = StageRun.objects.select_related("continued_from")
 
 
-async def _stage_job(run: StageRun) -> None:
-    await _generate_stage(run)
-
-
 async def _group_job(workflow_id: int) -> None:
     """A group's stages in order, until one does not complete: the rest are not run."""
     why_not: str | None = None
@@ -204,7 +200,7 @@ def _why_the_rest_is_not_run(run: StageRun) -> str | None:
 async def _generate_stage(run: StageRun) -> str:
     """Generate one stage (or carry on from a partial run); returns how it ended."""
     missing, earlier = [], run.builds_on_runs
-    if earlier is None:  # queued: the case as it is now, in a group too
+    if earlier is None:  # a group's stage or a Continue: the case as it is now
         missing, earlier = await sync_to_async(_what_it_builds_on)(run)
     if missing:  # made stale since the run was queued: by an edit, or by running it again
         names = " and ".join(stage.title for stage in missing)
