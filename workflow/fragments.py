@@ -65,15 +65,16 @@ def delta(generation_prefix: str, generation_id: int, texts: dict[str, str]) -> 
 
 def stage_run_snapshot(request: HttpRequest, run_id: int) -> Snapshot:
     run = StageRun.objects.select_related("case").get(pk=run_id)
-    html = _run(request, run) + _case(request, run.case, run.finished)
+    now = workspace.Now.of(run.case)
+    html = _run(request, run, now) + _case(request, run.case, now, run.finished)
     return Snapshot(run.seq, run.finished, html)
 
 
 def workflow_run_snapshot(request: HttpRequest, workflow_id: int) -> Snapshot:
     workflow = WorkflowRun.objects.select_related("case").get(pk=workflow_id)
-    runs = workflow.stage_runs.select_related("case").order_by("pk")
-    html = "".join(_run(request, run) for run in runs)
-    html += _case(request, workflow.case, workflow.finished)
+    now = workspace.Now.of(workflow.case)
+    html = "".join(_run(request, run, now) for run in now.runs_of(workflow))
+    html += _case(request, workflow.case, now, workflow.finished)
     return Snapshot(workflow.stream_seq(), workflow.finished, html)
 
 
@@ -86,19 +87,18 @@ def chat_reply_snapshot(request: HttpRequest, message_id: int) -> Snapshot:
     return Snapshot(message.seq, message.finished, html)
 
 
-def _run(request: HttpRequest, run: StageRun) -> str:
+def _run(request: HttpRequest, run: StageRun, now: workspace.Now) -> str:
     """A stage run in the ReasoningPanel (with its earlier runs) and in the chat."""
     context = {
-        "section": workspace.section(run.case, run.stage_key),
+        "section": workspace.section(now, run.stage_key),
         "run": run,
         "stage": run.stage,
     }
     return swaps(request, ["reasoning-section", "summary-bubble"], context)
 
 
-def _case(request: HttpRequest, case: ClinicalCase, finished: bool) -> str:
+def _case(request: HttpRequest, case: ClinicalCase, now: workspace.Now, finished: bool) -> str:
     """The stepper, and once the stream is over, the next thing for the page to follow."""
-    now = workspace.Now.of(case)
     html = swaps(request, ["stepper"], workspace.stepper(case, now))
     return html + _next_stream(request, case, now) if finished else html
 

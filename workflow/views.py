@@ -11,7 +11,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from streaming.response import sse_response
 from workflow import events, fragments, runner, workspace
 from workflow.forms import ChatForm, ClinicalCaseForm
-from workflow.models import CannotStart, ChatMessage, ClinicalCase, Generation, WorkflowRun
+from workflow.models import (
+    CannotStart,
+    ChatMessage,
+    ClinicalCase,
+    Generation,
+    StageRun,
+    WorkflowRun,
+)
 from workflow.stages import RUNNABLE_GROUPS, STAGES
 
 
@@ -191,9 +198,9 @@ def _replying(request, case: ClinicalCase, new_messages):
 @login_required
 @require_GET
 async def stage_events(request, case_id: int, stage_key: str):
-    case = await aget_case_for_user(request, case_id)
-    run = await case.stage_runs.of_stage(stage_key).afirst()
-    if run is None:
+    cases = ClinicalCase.objects.visible_to(await request.auser())
+    run = await StageRun.objects.filter(case__in=cases, case=case_id).of_stage(stage_key).afirst()
+    if run is None:  # no such case for this user, or never run
         raise Http404("This stage has not been run.")
     return _event_stream(request, run, fragments.stage_run_snapshot)
 

@@ -34,15 +34,28 @@ def events_url(item: StageRun | WorkflowRun | ChatMessage) -> str:
 
 @dataclass
 class Now:
-    """The latest run of each stage and the group running, read once for the stepper and
-    for the stream to follow."""
+    """Every run of each stage and the group running, read once (two queries) for the
+    sections, the stepper and the stream to follow."""
 
-    latest: dict[str, StageRun]
+    runs: dict[str, list[StageRun]]  # newest first
     workflow: WorkflowRun | None
 
     @classmethod
     def of(cls, case: ClinicalCase) -> "Now":
-        return cls(case.latest_runs(), case.workflow_runs.unfinished().first())
+        return cls(case.runs_by_stage(), case.workflow_runs.unfinished().first())
+
+    @property
+    def latest(self) -> dict[str, StageRun]:
+        return {key: runs[0] for key, runs in self.runs.items() if runs}
+
+    def runs_of(self, workflow: WorkflowRun) -> list[StageRun]:
+        """The group's runs, in the order it runs them."""
+        runs = (run for runs in self.runs.values() for run in runs)
+        return sorted((run for run in runs if run.workflow_run_id == workflow.pk), key=_pk)
+
+
+def _pk(run: StageRun) -> int:
+    return run.pk
 
 
 def stepper(case: ClinicalCase, now: Now) -> dict:
@@ -50,7 +63,7 @@ def stepper(case: ClinicalCase, now: Now) -> dict:
     latest, workflow = now.latest, now.workflow
     progress = None
     if workflow:
-        runs = list(workflow.stage_runs.order_by("pk"))
+        runs = now.runs_of(workflow)
         # The first stage not yet over; one stopped while it waited is over too.
         current = next((n for n, run in enumerate(runs, 1) if not run.finished), len(runs))
         progress = f"{workflow.group.title}: stage {current} of {len(runs)}"
@@ -67,17 +80,16 @@ def stepper(case: ClinicalCase, now: Now) -> dict:
     }
 
 
-def section(case: ClinicalCase, stage_key: str) -> Section:
-    return Section.of(STAGES[stage_key], list(case.stage_runs.of_stage(stage_key)))
+def section(now: Now, stage_key: str) -> Section:
+    return Section.of(STAGES[stage_key], now.runs[stage_key])
 
 
 def page(case: ClinicalCase, selected: str | None) -> dict:
-    runs = case.runs_by_stage()
     now = Now.of(case)
     return {
         **stepper(case, now),
         "case": case,
-        "sections": [Section.of(stage, runs[key]) for key, stage in STAGES.items()],
+        "sections": [section(now, key) for key in STAGES],
         "timeline": case.timeline(),
         "stream_url": next_stream_url(case, now),
         "replying": case.chat_messages.active().exists(),
