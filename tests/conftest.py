@@ -23,6 +23,7 @@ from django.db import connection, connections
 from django.test import Client
 
 from tests.llm_simulator import answer
+from tests.streams import routed
 from workflow import asyncdb
 from workflow.models import ClinicalCase
 
@@ -77,6 +78,10 @@ class Simulator:
 
     def requests(self) -> list[dict]:
         return self.state()["requests"]
+
+    def sent(self) -> list[dict[str, str]]:
+        """What it wrote back to each request, in order, as the app keeps it (`routed`)."""
+        return [routed(request) for request in self.requests()]
 
     def stage_answers(self) -> list[tuple[str, str]]:
         """The whole (reasoning, summary) it gave each stage prompt it received, in order."""

@@ -7,7 +7,9 @@ Dev and test tooling, not part of the app: `make simulator` serves it on port 80
 in the tag format at a set pace, and injects faults on demand.
 
 Control API (JSON), which the tests use:
-- `GET /control`: its settings and every request it received (`requests`).
+- `GET /control`: its settings and every request it received (`requests`), each with
+  what it wrote back (`written`: the text of each delta field it sent before any cut;
+  `complete`: whether the answer was whole).
 - `POST /control`: change settings, e.g. `{"ttft": 0.3, "tps": 30, "words": 300}`:
   - `ttft` seconds to the first token, `tps` tokens per second, `words` per answer;
   - `faults`: a queue, one per coming request: `429` and `500` (before the first token),
@@ -139,8 +141,9 @@ class Simulator:
                     length = int(value)
             body = json.loads(await reader.readexactly(length) or b"{}")
             await self._respond(method, path, body, _Response(writer))
-            await writer.drain()
-            writer.close()
+            if not writer.is_closing():
+                await writer.drain()
+                writer.close()
         except (ConnectionError, ValueError, asyncio.IncompleteReadError):
             writer.transport.abort()
 
@@ -159,7 +162,9 @@ class Simulator:
 
     async def _complete(self, request: dict[str, Any], response: "_Response") -> None:
         config = self.config
-        config.requests.append(request)
+        written: dict[str, str] = {}
+        received = {**request, "written": written, "complete": False}
+        config.requests.append(received)
         fault = config.next_fault(self.rng)
         await asyncio.sleep(config.ttft)
         if fault in ("429", "500"):
@@ -169,6 +174,7 @@ class Simulator:
         text = answer(request["messages"], config.words, summary=fault != "nosummary")
         model = request.get("model", "simulator")
         if not request.get("stream"):
+            written["content"], received["complete"] = text, True
             return response.json(200, _completion(model, text))
         response.start(200, {"Content-Type": "text/event-stream"})
         kind, _, at = fault.partition("@")
@@ -181,12 +187,13 @@ class Simulator:
             pieces = [("reasoning_content", p) for p in tokens("Thinking it over first.")] + pieces
         for n, (name, piece) in enumerate(pieces):
             if kind == "drop" and n == int(at):
-                return response.abort()
+                return response.cut()
             if kind == "stall" and n == int(at):
                 await asyncio.Event().wait()
             if piece is STAMP:
                 piece = f" {n}@{time.time():.6f}"
             response.event(_chunk(model, {name: piece}))
+            written[name] = written.get(name, "") + piece
             await response.drain()
             await asyncio.sleep(1 / config.tps)
         response.event(_chunk(model, {}, finish_reason="stop"))
@@ -198,6 +205,7 @@ class Simulator:
         response.event({**_chunk(model, {}), "choices": [], "usage": usage})
         response.chunk(b"data: [DONE]\n\n")
         response.chunk(b"")
+        received["complete"] = True
 
 
 class _Response:
@@ -229,8 +237,9 @@ class _Response:
     async def drain(self) -> None:
         await self.writer.drain()
 
-    def abort(self) -> None:
-        self.writer.transport.abort()
+    def cut(self) -> None:
+        """Close the connection mid-body: all written so far arrives, then the cut."""
+        self.writer.close()
 
 
 def _completion(model: str, text: str) -> dict[str, Any]:

@@ -1,4 +1,9 @@
-"""Reading an event stream as the page does: full-state events replace, deltas append."""
+"""Reading an event stream as the page does: full-state events replace, deltas append.
+
+Each full-state event is checked against the text the stream built so far, before it
+replaces it: the text built from deltas must be that event's text or the start of it, so a
+gap or a repeat on the live stream fails even where the final re-render would hide it.
+"""
 
 import html
 import re
@@ -7,7 +12,9 @@ from html.parser import HTMLParser
 
 import httpx
 
+from streaming.router import ContentRouter
 from streaming.sse import Event, Parser
+from workflow.stages import CONTINUE
 
 _DELTA = re.compile(
     r'<div hx-swap-oob="beforeend:#(?P<target>[\w-]+)"><span>(?P<text>.*?)</span></div>', re.S
@@ -22,7 +29,9 @@ class _Texts(HTMLParser):
         super().__init__()
         self.texts: dict[str, str] = {}
         self.ids: dict[str, str] = {}
+        self.by_id: dict[str, str] = {}
         self.key: str | None = None
+        self.id: str | None = None
         self.depth = 0
 
     def handle_starttag(self, tag, attrs):
@@ -34,8 +43,9 @@ class _Texts(HTMLParser):
             if name in attrs:
                 self.key, self.depth = f"{name.removeprefix('data-')}:{attrs[name]}", 1
                 self.texts[self.key] = ""
-                if "id" in attrs:
-                    self.ids[attrs["id"]] = self.key
+                self.id = attrs.get("id")
+                if self.id:
+                    self.ids[self.id], self.by_id[self.id] = self.key, ""
 
     def handle_endtag(self, tag):
         if self.depth:
@@ -44,6 +54,8 @@ class _Texts(HTMLParser):
     def handle_data(self, data):
         if self.depth:
             self.texts[self.key] += data
+            if self.id:
+                self.by_id[self.id] += data
 
 
 def squash(text: str) -> str:
@@ -55,7 +67,11 @@ class PageView:
     """The texts a page would show after applying the events so far."""
 
     texts: dict[str, str] = field(default_factory=dict)
-    targets: dict[str, str] = field(default_factory=dict)
+    targets: dict[str, str] = field(default_factory=dict)  # a streamed element's id: its key
+    # The text streamed into each element (by id) and the last element of each key: a
+    # finished run's markdown replaces what the page shows, not what was streamed.
+    live: dict[str, str] = field(default_factory=dict)
+    live_ids: dict[str, str] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
     responses: list[httpx.Headers] = field(default_factory=list)  # of each connection
 
@@ -63,17 +79,31 @@ class PageView:
         self.events.append(event)
         if event.event == "delta":
             for match in _DELTA.finditer(event.data):
-                key = self.targets[match["target"]]
-                self.texts[key] += html.unescape(match["text"])
+                target, text = match["target"], html.unescape(match["text"])
+                self.texts[self.targets[target]] += text
+                self.live[target] += text
         elif event.data:
             parser = _Texts()
             parser.feed(event.data)
+            for target, key in parser.ids.items():
+                truth, shown = parser.by_id[target], self.live.get(target, "")
+                assert truth.startswith(shown), (
+                    f"the live stream of #{target} lost or repeated text: it showed "
+                    f"{shown[-80:]!r}, Postgres holds {truth[-80:]!r} ({event.event} {event.id})"
+                )
+                self.live[target], self.live_ids[key] = truth, target
             self.texts.update(parser.texts)
             self.targets.update(parser.ids)
 
     def text(self, kind: str, key: str = "summary") -> str:
         """E.g. text("reasoning", "differential"), text("reply", "12")."""
         return self.texts.get(f"{kind}:{key}", "")
+
+    def streamed(self, kind: str, key: str = "summary") -> str:
+        """The text the live stream built for the latest generation of `kind:key`, exactly
+        (what `text` shows may have been re-rendered from Postgres since)."""
+        target = self.live_ids.get(f"{kind}:{key}")
+        return self.live[target] if target else ""
 
     @property
     def names(self) -> list[str]:
@@ -104,3 +134,23 @@ def follow(
                 if event.event == "done" or (stop_after and count >= stop_after):
                     return view, parser
     return view, parser
+
+
+def routed(request: dict) -> dict[str, str]:
+    """What the app keeps of what the simulator wrote back to one request: a stage answer's
+    `reasoning`, `summary` and `thinking` as the content router splits them, any other
+    answer's `content`; a continuation's text only. A cut answer's last possible tag is held
+    back, not kept."""
+    written, messages = request["written"], request["messages"]
+    content, thinking = written.get("content", ""), written.get("reasoning_content", "")
+    router = ContentRouter()
+    if messages[-1]["content"] == CONTINUE:  # goes on where the partial answer stopped
+        router.feed(messages[-2]["content"])
+        messages = messages[:-2]
+    if "<detailed>" not in messages[-1]["content"]:
+        return {"content": content, "thinking": thinking}
+    pieces = router.feed(content) + (router.close() if request["complete"] else [])
+    texts = {"reasoning": "", "summary": "", "thinking": thinking}
+    for channel, text in pieces:
+        texts[channel] += text
+    return texts

@@ -1,9 +1,12 @@
 """A clinician logs in, enters a case and watches a stage stream, in Chromium."""
 
+import itertools
+
 import pytest
 from playwright.sync_api import expect
 
 from tests.browser.conftest import log_in
+from tests.cutting_proxy import CuttingProxy
 from tests.streams import squash
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -127,3 +130,49 @@ def test_text_flows_at_a_steady_pace_unless_the_reader_asks_for_less_motion(
     expected, _ = simulator.stage_answers()[-1]
     assert squash(page.locator("[data-reasoning=summary]").inner_text()) == squash(expected)
     context.close()
+
+
+# Records, in the page, each text the live reasoning of the summary stage shows while it
+# streams (until the finished run's markdown replaces it).
+RECORD_LIVE_TEXT = """() => {
+  window.liveTexts = [];
+  const live = "#reasoning-summary .stream-text[data-reasoning=summary]";
+  new MutationObserver(() => {
+    const element = document.querySelector(live);
+    const seen = window.liveTexts;
+    if (element && element.textContent !== seen[seen.length - 1]) {
+      seen.push(element.textContent);
+    }
+  }).observe(document.body, { childList: true, subtree: true, characterData: true });
+}"""
+
+
+@pytest.mark.parametrize("motion", ["no-preference", "reduce"])
+def test_a_stream_cut_several_times_shows_every_word_once(
+    browser, server, alice, case, simulator, motion
+):
+    simulator.configure(tps=50, words=300)
+    with CuttingProxy(server, cuts=[3000, 6000, 6000]) as proxy:
+        context = browser.new_context(base_url=proxy.url, reduced_motion=motion)
+        page = context.new_page()
+        log_in(page, "alice", "alice-password-1")
+        page.goto(f"/cases/{case.pk}/")
+        page.evaluate(RECORD_LIVE_TEXT)
+        page.locator("[data-action=run-stage][data-stage-key=summary]").click()
+        step = page.locator("li[data-stage-key=summary]")
+        expect(step).to_have_attribute("data-status", "complete", timeout=30_000)
+        seen = page.evaluate("window.liveTexts")
+        shown = page.locator("#reasoning-summary [data-reasoning=summary]").inner_text()
+        context.close()
+
+    sent = simulator.sent()[-1]["reasoning"]
+    assert proxy.cut == 3, "every cut fell while the stage streamed"
+    assert len(seen) > 20
+    for before, after in itertools.pairwise(seen):
+        assert after.startswith(before), (
+            f"the page lost or repeated text: {before[-60:]!r} → {after[-60:]!r}"
+        )
+    assert sent.startswith(seen[-1]), "the page showed text the provider never sent"
+    if motion == "reduce":  # no text is still being spelled out when the run ends
+        assert seen[-1] == sent
+    assert squash(shown) == squash(sent)

@@ -4,8 +4,7 @@ import time
 
 import pytest
 
-from tests.llm_simulator import answer
-from tests.streams import follow, squash
+from tests.streams import follow, routed, squash
 from workflow.models import StageRun, WorkflowRun
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -17,18 +16,14 @@ def _run_group(http, case, group):
     return f"/cases/{case.pk}/groups/{group}/events"
 
 
-def _sent(simulator) -> dict[str, tuple[str, str]]:
-    """What the simulator sent for each stage prompt: (reasoning, summary) by task title."""
-    state = simulator.state()
-    out = {}
-    for request in state["requests"]:
+def _sent(simulator) -> dict[str, dict[str, str]]:
+    """What the simulator sent for each stage prompt, as the app keeps it, by task title."""
+    sent = {}
+    for request in simulator.requests():
         prompt = request["messages"][-1]["content"]
-        if "<detailed>" in prompt:
-            text = answer(request["messages"], state["words"])
-            title = prompt.split("# Your task: ")[1].split("\n")[0]
-            out[title] = (text.split("<detailed>")[1].split("</detailed>")[0],
-                          text.split("<summary>")[1].split("</summary>")[0])  # fmt: skip
-    return out
+        if "# Your task: " in prompt:
+            sent[prompt.split("# Your task: ")[1].split("\n")[0]] = routed(request)
+    return sent
 
 
 def test_a_group_runs_its_stages_in_order_with_the_earlier_summaries(alice_http, case, simulator):
@@ -46,9 +41,10 @@ def test_a_group_runs_its_stages_in_order_with_the_earlier_summaries(alice_http,
 
     sent = _sent(simulator)
     for run in runs:
-        reasoning, summary = sent[run.stage.title]
-        assert squash(view.text("reasoning", run.stage_key)) == squash(reasoning)
-        assert squash(view.text("summary", run.stage_key)) == squash(summary)
+        texts = sent[run.stage.title]
+        assert view.streamed("reasoning", run.stage_key) == texts["reasoning"] == run.reasoning
+        assert view.streamed("summary", run.stage_key) == texts["summary"] == run.summary
+        assert squash(view.text("summary", run.stage_key)) == squash(run.summary)
     assert WorkflowRun.objects.get().finished_at is not None
     stage_events = [e for e in view.events if e.event == "stage"]
     assert any("Assessment: stage 2 of 2" in e.data for e in stage_events)
@@ -69,9 +65,8 @@ def test_a_reconnect_mid_group_loses_and_repeats_nothing(alice_http, case, simul
         ("summary", "Problem representation"),
         ("differential", "Differential diagnosis"),
     ):
-        reasoning, summary = sent[title]
-        assert squash(view.text("reasoning", key)) == squash(reasoning)
-        assert squash(view.text("summary", key)) == squash(summary)
+        assert view.streamed("reasoning", key) == sent[title]["reasoning"]
+        assert view.streamed("summary", key) == sent[title]["summary"]
 
 
 def test_a_failed_stage_stops_the_group_and_says_why(alice_http, case, simulator):

@@ -36,6 +36,5 @@ def test_a_server_stopped_mid_generation_leaves_it_interrupted_with_its_text(
 
     run = StageRun.objects.get()
     assert run.status == "interrupted", "ended by the server itself, before its lease ran out"
-    reasoning, _ = simulator.stage_answers()[-1]
-    assert run.reasoning and reasoning.startswith(run.reasoning)
+    assert run.reasoning and simulator.sent()[-1]["reasoning"].startswith(run.reasoning)
     assert run.resumable
