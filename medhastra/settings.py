@@ -111,6 +111,7 @@ LLM_LIMITS = {
     "attempts": int(os.environ.get("LLM_ATTEMPTS", 4)),
     "backoff": env_float("LLM_BACKOFF", 1.0),
     "backoff_max": env_float("LLM_BACKOFF_MAX", 30.0),
+    "auto_continues": int(os.environ.get("LLM_AUTO_CONTINUE", 1)),
 }
 # A running generation renews its lease this often; one whose lease ran out (its process
 # died) is marked interrupted. Lease + heartbeat stays under 30 s.

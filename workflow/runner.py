@@ -26,7 +26,7 @@ from streaming import broker
 from streaming.router import ContentRouter, PlainRouter
 from workflow import leases, stages
 from workflow.llm import Engine, LLMRequest, Usage, attempts, limits, shared_engine
-from workflow.llm.errors import describe
+from workflow.llm.errors import cut_off, describe
 from workflow.models import (
     INTERRUPTED,
     STOPPED,
@@ -42,6 +42,8 @@ from workflow.stages import Stage
 from workflow.writer import writer
 
 logger = logging.getLogger(__name__)
+
+CONTINUING = "The connection to the AI provider was lost: continuing where it stopped…"
 
 RETRIES = Counter("medhastra_provider_retries_total", "Provider attempts retried.", ["code"])
 
@@ -286,22 +288,47 @@ async def _generate(generation: Generation, write: Callable[[], Awaitable[Usage 
 async def _write(
     generation: Generation, engine: Engine, request: LLMRequest, router: ContentRouter | PlainRouter
 ) -> Usage | None:
-    """Stream the answer into the generation; reading never waits for a save."""
+    """Stream the answer into the generation; reading never waits for a save. An answer
+    cut off midway is carried on from where it stopped, as often as the limits allow."""
     pending = writer()
     usage: Usage | None = None
+    limit = limits()
+    deadline = asyncio.get_running_loop().time() + limit.deadline
     retrying = partial(_retrying, generation)
+    carry_ons = limit.auto_continues
     try:
-        async with aclosing(attempts.chunks(engine, request, limits(), retrying)) as chunks:
-            async for chunk in chunks:
-                pending.add(generation, router.feed(chunk.reasoning, thinking=True))
-                pending.add(generation, router.feed(chunk.content))
-                usage = chunk.usage or usage
+        while True:
+            written: list[str] = []
+            try:
+                answer = attempts.chunks(engine, request, limit, retrying, deadline)
+                async with aclosing(answer) as chunks:
+                    async for chunk in chunks:
+                        pending.add(generation, router.feed(chunk.reasoning, thinking=True))
+                        pending.add(generation, router.feed(chunk.content))
+                        written.append(chunk.content)
+                        usage = chunk.usage or usage
+                break
+            except Exception as exc:
+                if not (carry_ons and cut_off(exc) and any(written)):
+                    raise
+            carry_ons -= 1
+            request = _carried_on(request, "".join(written))
+            await generation.set_notice(CONTINUING)
         pending.add(generation, router.close())
     finally:
         # What came before a failure or a stop is kept. The router may still hold the
         # start of a tag back: that is not text, and a continuation writes it again.
         await pending.close(generation)
     return usage
+
+
+def _carried_on(request: LLMRequest, more: str) -> LLMRequest:
+    """The request again, asking the model to carry on after `more`."""
+    messages, partial_answer = request.messages, ""
+    if request.continuing:  # it already carried on from an earlier partial answer
+        *messages, said, _ = messages
+        partial_answer = said["content"]
+    return LLMRequest(stages.continuing_messages(messages, partial_answer + more), continuing=True)
 
 
 async def _retrying(generation: Generation, exc: BaseException, attempt: int) -> None:

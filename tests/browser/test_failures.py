@@ -11,7 +11,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 def test_a_mid_stream_failure_shows_in_both_panels_and_continue_finishes(workspace, simulator):
     page = workspace
-    simulator.configure(faults=["drop@40"], tps=60)
+    # The first drop is carried on without a click (LLM_AUTO_CONTINUE=1); the second ends it.
+    simulator.configure(faults=["drop@40", "drop@5"], tps=60)
     page.locator("[data-action=run-stage][data-stage-key=summary]").click()
 
     step = page.locator("li[data-stage-key=summary]")

@@ -1,6 +1,7 @@
 """A stage run through the real openai SDK against the simulator, read as a client would."""
 
 import contextlib
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -8,9 +9,10 @@ import pytest
 
 from streaming.sse import Parser
 from tests.conftest import wait_until
-from tests.llm_simulator import answer
-from tests.streams import follow, squash
+from tests.llm_simulator import answer, tokens
+from tests.streams import follow, routed, squash
 from workflow.models import StageRun
+from workflow.stages import CONTINUE
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -25,15 +27,16 @@ def test_it_streams_the_reasoning_and_the_summary(alice_http, case, simulator):
     simulator.configure(tps=100)
     view, _ = follow(alice_http, _run(alice_http, case))
 
-    reasoning, summary = simulator.stage_answers()[-1]
+    sent = simulator.sent()[-1]
     assert view.names[0] == "snapshot"
     assert view.names.count("delta") >= 5
     assert view.names[-1] == "done"
-    assert squash(view.text("reasoning")) == squash(reasoning)
-    assert squash(view.text("summary")) == squash(summary)
+    assert view.streamed("reasoning") == sent["reasoning"]
+    assert view.streamed("summary") == sent["summary"]
+    assert squash(view.text("summary")) == squash(sent["summary"])
     run = StageRun.objects.get(case=case, stage_key="summary")
     assert run.status == "complete"
-    assert (run.reasoning, run.summary) == (reasoning, summary)
+    assert (run.reasoning, run.summary) == (sent["reasoning"], sent["summary"])
     assert run.engine == "simulator at " + simulator.base_url
     assert run.completion_tokens > 0
     assert run.first_token_at is not None and run.finished_at >= run.first_token_at
@@ -81,9 +84,9 @@ def test_a_reconnect_with_last_event_id_loses_and_repeats_nothing(alice_http, ca
 
     view, _ = follow(alice_http, url, first, last_event_id=first.events[-1].id)
 
-    reasoning, summary = simulator.stage_answers()[-1]
-    assert squash(view.text("reasoning")) == squash(reasoning)
-    assert squash(view.text("summary")) == squash(summary)
+    sent = simulator.sent()[-1]
+    assert view.streamed("reasoning") == sent["reasoning"]
+    assert view.streamed("summary") == sent["summary"]
 
 
 def test_a_reconnect_that_saw_everything_gets_only_done(alice_http, case, simulator):
@@ -100,8 +103,7 @@ def test_closing_the_stream_does_not_stop_generation(alice_http, case, simulator
         lambda: StageRun.objects.get(case=case).status == "complete",
         20, "the run did not finish without a watcher",
     )  # fmt: skip
-    reasoning, _ = simulator.stage_answers()[-1]
-    assert StageRun.objects.get(case=case).reasoning == reasoning
+    assert StageRun.objects.get(case=case).reasoning == simulator.sent()[-1]["reasoning"]
 
 
 def test_an_idle_stream_sends_heartbeats(alice_http, case, simulator):
@@ -132,20 +134,62 @@ def test_the_models_separate_thinking_is_kept_apart(alice_http, case, simulator)
     simulator.configure(faults=["thinking"])
     view, _ = follow(alice_http, _run(alice_http, case))
     run = StageRun.objects.get(case=case)
-    assert run.thinking == "Thinking it over first."
-    assert view.text("thinking") == "Thinking it over first."
+    assert run.thinking == "Thinking it over first." == simulator.sent()[-1]["thinking"]
+    assert view.streamed("thinking") == view.text("thinking") == "Thinking it over first."
     assert "Thinking it over" not in view.text("reasoning")
 
 
-def test_a_dropped_provider_connection_keeps_the_text_and_says_so(alice_http, case, simulator):
-    simulator.configure(faults=["drop@30"])
+def _kept(run, requests) -> tuple[str, str]:
+    """What the stage kept of each request's answer, one after the other."""
+    sent = [routed(request) for request in requests]
+    return "".join(s["reasoning"] for s in sent), "".join(s["summary"] for s in sent)
+
+
+@pytest.mark.parametrize("token", [1, 2, 30, "within a tag"])
+def test_a_dropped_provider_connection_is_carried_on_without_a_click(
+    alice_http, case, simulator, token
+):
+    if token == "within a tag":  # the start of a tag is held back, as it may not be text
+        follow(alice_http, _run(alice_http, case))  # the same prompt gets the same answer
+        pieces = tokens(answer(simulator.requests()[-1]["messages"], words=60))
+        token = next(n for n, piece in enumerate(pieces, 1) if re.search("<[^>]*$", piece))
+        simulator.configure(requests=[])
+    simulator.configure(faults=[f"drop@{token}"], tps=100)
+    view, _ = follow(alice_http, _run(alice_http, case))
+    run = StageRun.objects.filter(case=case).first()
+    cut, carried_on = simulator.requests()
+    assert run.status == "complete" and run.notice == ""
+    assert carried_on["messages"][-2:] == [
+        {"role": "assistant", "content": cut["written"]["content"]},
+        {"role": "user", "content": CONTINUE},
+    ]
+    assert (run.reasoning, run.summary) == _kept(run, [cut, carried_on])
+    assert view.streamed("reasoning") == run.reasoning
+    assert view.streamed("summary") == run.summary
+    notices = [e.data for e in view.events if e.event == "stage"]
+    assert any("connection to the AI provider was lost: continuing" in n for n in notices)
+
+
+def test_a_second_drop_ends_the_stage_keeping_exactly_what_was_sent(alice_http, case, simulator):
+    simulator.configure(faults=["drop@30", "drop@5"])  # LLM_AUTO_CONTINUE is 1
     view, _ = follow(alice_http, _run(alice_http, case))
     run = StageRun.objects.get(case=case)
-    assert run.status == "error"
-    assert run.error_code == "connection_lost"
-    assert run.reasoning and squash(view.text("reasoning")) == squash(run.reasoning)
+    assert (run.status, run.error_code) == ("error", "connection_lost")
+    assert (run.reasoning, run.summary) == _kept(run, simulator.requests())
+    assert view.streamed("reasoning") == run.reasoning
     assert "The connection to the AI provider was lost." in view.events[-1].data
     assert "Traceback" not in view.events[-1].data
+
+
+def test_a_connection_dropped_before_the_first_token_is_tried_again(alice_http, case, simulator):
+    simulator.configure(faults=["drop@0"])
+    view, _ = follow(alice_http, _run(alice_http, case))
+    run = StageRun.objects.get(case=case)
+    cut, again = simulator.sent()
+    assert cut == {"reasoning": "", "summary": "", "thinking": ""}
+    assert run.status == "complete"
+    assert (run.reasoning, run.summary) == (again["reasoning"], again["summary"])
+    assert view.streamed("reasoning") == again["reasoning"]
 
 
 def test_open_streams_leave_the_database_pool_to_everyone_else(alice_http, case, simulator):
@@ -182,9 +226,9 @@ def test_a_reconnect_after_the_stage_was_run_again_shows_the_new_run(alice_http,
     view, _ = follow(alice_http, url, first, last_event_id=first.events[-1].id)
 
     assert view.events[1].event == "snapshot", "the new run replaces what the page showed"
-    reasoning, summary = simulator.stage_answers()[-1]
-    assert squash(view.text("reasoning")) == squash(reasoning)
-    assert squash(view.text("summary")) == squash(summary)
+    sent = simulator.sent()[-1]
+    assert view.streamed("reasoning") == sent["reasoning"]
+    assert view.streamed("summary") == sent["summary"]
 
 
 def test_deleting_the_case_ends_its_open_streams(alice_http, case, simulator):

@@ -23,10 +23,10 @@ OnRetry = Callable[[BaseException, int], Awaitable[None]]
 
 
 async def chunks(
-    engine: Engine, request: LLMRequest, limits: Limits, on_retry: OnRetry
+    engine: Engine, request: LLMRequest, limits: Limits, on_retry: OnRetry, deadline: float
 ) -> AsyncIterator[Chunk]:
-    """The answer's chunks, from as many attempts as it takes and the limits allow."""
-    deadline = asyncio.get_running_loop().time() + limits.deadline
+    """The answer's chunks, from as many attempts as it takes and the limits allow, until
+    `deadline` (the event loop's time)."""
     for attempt in range(1, limits.attempts + 1):
         started = False
         try:

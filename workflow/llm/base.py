@@ -38,6 +38,7 @@ class Limits:
     attempts: int
     backoff: float
     backoff_max: float
+    auto_continues: int  # times an answer cut off midway is carried on without a click
 
 
 class Engine(Protocol):

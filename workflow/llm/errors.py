@@ -27,6 +27,12 @@ def retryable(exc: BaseException) -> bool:
     return False
 
 
+def cut_off(exc: BaseException) -> bool:
+    """The answer stopped midway: the connection dropped, or the provider fell silent.
+    What came is kept, and the model can be asked to carry on from it."""
+    return isinstance(exc, IdleTimeout | openai.APIConnectionError)
+
+
 def backoff_delay(exc: BaseException, attempt: int, base: float, cap: float) -> float:
     """Seconds before attempt `attempt + 1`: the provider's Retry-After, else full jitter."""
     if isinstance(exc, openai.APIStatusError):
