@@ -22,7 +22,6 @@ from django.conf import settings
 from django.db import connection, connections
 from django.test import Client
 
-from tests.llm_simulator import answer
 from tests.streams import routed
 from workflow import asyncdb
 from workflow.models import ClinicalCase
@@ -82,17 +81,6 @@ class Simulator:
     def sent(self) -> list[dict[str, str]]:
         """What it wrote back to each request, in order, as the app keeps it (`routed`)."""
         return [routed(request) for request in self.requests()]
-
-    def stage_answers(self) -> list[tuple[str, str]]:
-        """The whole (reasoning, summary) it gave each stage prompt it received, in order."""
-        state = self.state()
-        answers = []
-        for request in state["requests"]:
-            if "<detailed>" in request["messages"][-1]["content"]:
-                text = answer(request["messages"], state["words"])
-                answers.append((text.split("<detailed>")[1].split("</detailed>")[0],
-                                text.split("<summary>")[1].split("</summary>")[0]))  # fmt: skip
-        return answers
 
 
 def _start(args: list[str], env: dict[str, str], url: str, log: Path | None = None):

@@ -9,15 +9,15 @@ in the tag format at a set pace, and injects faults on demand.
 Control API (JSON), which the tests use:
 - `GET /control`: its settings and every request it received (`requests`), each with
   what it wrote back (`written`: the text of each delta field it sent before any cut;
-  `complete`: whether the answer was whole).
+  `complete`: whether the answer was whole; `fault`: the fault it drew).
 - `POST /control`: change settings, e.g. `{"ttft": 0.3, "tps": 30, "words": 300}`:
   - `ttft` seconds to the first token, `tps` tokens per second, `words` per answer;
-  - `faults`: a queue, one per coming request: `429` and `500` (before the first token),
+  - `faults`: a queue, one per coming request: `400`, `401`, `429`, `500` (an HTTP error),
     `drop@N` (the connection is cut after N tokens), `stall@N` (silence after N tokens),
     `nosummary` (no summary part), `thinking` (reasoning first, in `reasoning_content`);
   - `fault_rates`: faults drawn at random for requests the queue does not cover, e.g.
-    `{"429": 0.1, "drop": 0.1}` (`drop` and `stall` without `@N` fall at a random
-    token), from `seed`;
+    `{"429": 0.1, "drop": 0.1}` (`drop` and `stall` without `@N` fall before the first
+    token one time in four, else at any token), from `seed`;
   - `stamp`: each token of a streamed answer is `<n>@<unix time it was sent>`, so a
     benchmark can tell how long each took to arrive and whether any was lost;
   - `requests: []` forgets the requests received.
@@ -91,14 +91,23 @@ class Config:
 STAMP = "<stamp>"
 
 
+# Faults answered with an HTTP error before the first token.
+ERRORS = {
+    "400": "simulated bad request",
+    "401": "simulated invalid API key",
+    "429": "rate limited",
+    "500": "simulated server error",
+}
+TAGS = ("<detailed>", "</detailed>", "<summary>", "</summary>")
+
+
 def answer(messages: list[dict[str, str]], words: int, *, summary: bool = True) -> str:
-    """The deterministic answer to a conversation; asked to carry on, the rest of it."""
+    """The deterministic answer to a conversation; asked to carry on, text of its own."""
     if len(messages) >= 2 and messages[-1]["content"] == CONTINUE:
-        whole = answer(messages[:-2], words, summary=summary)
-        return whole.removeprefix(messages[-2]["content"])
+        return carrying_on(messages[:-2], messages[-2]["content"], words)
     prompt = messages[-1]["content"] if messages else ""
-    digest = int(hashlib.sha256(prompt.encode()).hexdigest(), 16)
-    body = " ".join(WORDS[(digest + n) % len(WORDS)] for n in range(words))
+    digest = _digest(prompt)
+    body = _words(digest, words)
     if "<detailed>" not in prompt:  # not a stage: a summarising call or a chat reply
         return body
     first_line = prompt.splitlines()[0][:80]
@@ -106,6 +115,36 @@ def answer(messages: list[dict[str, str]], words: int, *, summary: bool = True) 
     if summary:
         text += f"\n<summary>Simulated summary {digest % 10000}: {body[:60]}.</summary>"
     return text
+
+
+def carrying_on(messages: list[dict[str, str]], partial: str, words: int) -> str:
+    """What the simulated model writes when asked to carry on after `partial`: new words
+    (never the rest of an earlier answer, so a lost tail cannot come back by itself),
+    then whatever the partial left open, a tag it stopped inside included."""
+    digest = _digest(partial)
+    body = _words(digest, max(1, words // 3))
+    if "<detailed>" not in messages[-1]["content"]:
+        return f" {body} (continued)."
+    done = 0  # the tags of the answer's format the partial wrote, in order
+    at = 0
+    while done < len(TAGS) and (found := partial.lower().find(TAGS[done], at)) != -1:
+        at, done = found + len(TAGS[done]), done + 1
+    start = partial.rfind("<", at)
+    text = ""
+    if done < len(TAGS) and start != -1 and TAGS[done].startswith(partial[start:].lower()):
+        text, done = TAGS[done][len(partial) - start :], done + 1  # finish the tag
+    reasoning = f" Simulated reasoning carried on: {body}.</detailed>"
+    summary = f"\n<summary>Simulated summary carried on {digest % 10000}: {body[:60]}.</summary>"
+    rest = {0: "<detailed>" + reasoning + summary, 1: reasoning + summary, 2: summary}
+    return text + rest.get(done, f" {body[:60]} (carried on).</summary>" if done == 3 else "")
+
+
+def _digest(text: str) -> int:
+    return int(hashlib.sha256(text.encode()).hexdigest(), 16)
+
+
+def _words(digest: int, count: int) -> str:
+    return " ".join(WORDS[(digest + n) % len(WORDS)] for n in range(count))
 
 
 def tokens(text: str) -> list[str]:
@@ -165,12 +204,11 @@ class Simulator:
         written: dict[str, str] = {}
         received = {**request, "written": written, "complete": False}
         config.requests.append(received)
-        fault = config.next_fault(self.rng)
+        fault = received["fault"] = config.next_fault(self.rng)
         await asyncio.sleep(config.ttft)
-        if fault in ("429", "500"):
+        if fault in ERRORS:
             headers = {"Retry-After": "1"} if fault == "429" else {}
-            message = "rate limited" if fault == "429" else "simulated server error"
-            return response.json(int(fault), {"error": {"message": message}}, headers)
+            return response.json(int(fault), {"error": {"message": ERRORS[fault]}}, headers)
         text = answer(request["messages"], config.words, summary=fault != "nosummary")
         model = request.get("model", "simulator")
         if not request.get("stream"):
@@ -178,7 +216,10 @@ class Simulator:
             return response.json(200, _completion(model, text))
         response.start(200, {"Content-Type": "text/event-stream"})
         kind, _, at = fault.partition("@")
-        at = at or str(self.rng.randrange(1, len(tokens(text))))
+        if not at:  # a quarter of random cuts before any text, the rest anywhere
+            at = "0" if self.rng.random() < 0.25 else str(self.rng.randrange(len(tokens(text))))
+        if kind in ("drop", "stall"):
+            received["fault"] = f"{kind}@{at}"
         pieces = [("content", piece) for piece in tokens(text)]
         if config.stamp:
             pieces = [("content", "<detailed>"), *[("content", STAMP)] * config.words]

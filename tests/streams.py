@@ -19,7 +19,13 @@ from workflow.stages import CONTINUE
 _DELTA = re.compile(
     r'<div hx-swap-oob="beforeend:#(?P<target>[\w-]+)"><span>(?P<text>.*?)</span></div>', re.S
 )
-_ATTRIBUTES = ("data-reasoning", "data-summary", "data-thinking", "data-reply")
+_ATTRIBUTES = (
+    "data-reasoning",
+    "data-summary",
+    "data-thinking",
+    "data-reply",
+    "data-reply-thinking",
+)
 
 
 class _Texts(HTMLParser):

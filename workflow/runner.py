@@ -26,7 +26,7 @@ from streaming import broker
 from streaming.router import ContentRouter, PlainRouter
 from workflow import leases, stages
 from workflow.llm import Engine, LLMRequest, Usage, attempts, limits, shared_engine
-from workflow.llm.errors import cut_off, describe
+from workflow.llm.errors import IdleTimeout, cut_off, describe
 from workflow.models import (
     INTERRUPTED,
     STOPPED,
@@ -43,7 +43,9 @@ from workflow.writer import writer
 
 logger = logging.getLogger(__name__)
 
-CONTINUING = "The connection to the AI provider was lost: continuing where it stopped…"
+# An answer cut off midway, carried on without a click.
+CONNECTION_LOST = "The connection to the AI provider was lost: continuing where it stopped…"
+STALLED = "The AI provider went silent: continuing where it stopped…"
 
 RETRIES = Counter("medhastra_provider_retries_total", "Provider attempts retried.", ["code"])
 
@@ -291,7 +293,7 @@ async def _write(
     """Stream the answer into the generation; reading never waits for a save. An answer
     cut off midway is carried on from where it stopped, as often as the limits allow."""
     pending = writer()
-    usage: Usage | None = None
+    spent: list[Usage] = []
     limit = limits()
     deadline = asyncio.get_running_loop().time() + limit.deadline
     retrying = partial(_retrying, generation)
@@ -306,20 +308,24 @@ async def _write(
                         pending.add(generation, router.feed(chunk.reasoning, thinking=True))
                         pending.add(generation, router.feed(chunk.content))
                         written.append(chunk.content)
-                        usage = chunk.usage or usage
+                        if chunk.usage:
+                            spent.append(chunk.usage)
                 break
             except Exception as exc:
                 if not (carry_ons and cut_off(exc) and any(written)):
                     raise
+                notice = STALLED if isinstance(exc, IdleTimeout) else CONNECTION_LOST
             carry_ons -= 1
             request = _carried_on(request, "".join(written))
-            await generation.set_notice(CONTINUING)
+            await generation.set_notice(notice)
         pending.add(generation, router.close())
     finally:
         # What came before a failure or a stop is kept. The router may still hold the
         # start of a tag back: that is not text, and a continuation writes it again.
         await pending.close(generation)
-    return usage
+    if not spent:
+        return None
+    return Usage(sum(u.prompt_tokens for u in spent), sum(u.completion_tokens for u in spent))
 
 
 def _carried_on(request: LLMRequest, more: str) -> LLMRequest:

@@ -1,3 +1,4 @@
+import psycopg
 from asgiref.sync import sync_to_async
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -20,6 +21,8 @@ from workflow.models import (
     WorkflowRun,
 )
 from workflow.stages import RUNNABLE_GROUPS, STAGES
+
+HEALTHZ_SECONDS = 3
 
 
 def get_case_for_user(request, case_id: int) -> ClinicalCase:
@@ -242,6 +245,14 @@ def metrics(request):
 
 @require_GET
 def healthz(request):
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1")
+    """`ok` while the database answers; 503 when it does not (within seconds, where a
+    request would wait for the pool longer), so a load balancer takes this process out
+    of rotation."""
+    pool = connection.pool
+    try:
+        pool.open()  # a process's first database access may be this one
+        with pool.connection(timeout=HEALTHZ_SECONDS) as database:
+            database.execute("SELECT 1")
+    except psycopg.Error:
+        return HttpResponse("database unavailable", status=503, content_type="text/plain")
     return HttpResponse("ok", content_type="text/plain")

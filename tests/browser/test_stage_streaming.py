@@ -6,7 +6,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.browser.conftest import log_in
-from tests.cutting_proxy import CuttingProxy
+from tests.proxies import CuttingProxy
 from tests.streams import squash
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -46,7 +46,7 @@ def test_it_streams_the_reasoning_and_the_summary(page, alice, simulator):
     assert lengths == sorted(lengths) and lengths[-1] > lengths[0] > 0, lengths
 
     expect(step).to_have_attribute("data-status", "complete", timeout=30_000)
-    expected, _ = simulator.stage_answers()[-1]
+    expected = simulator.sent()[-1]["reasoning"]
     assert squash(reasoning.inner_text()) == squash(expected)
     bubble = page.locator("[data-chat-message][data-role=assistant]")
     expect(bubble.locator("[data-summary=summary]")).to_contain_text("Simulated summary")
@@ -72,7 +72,7 @@ def test_a_reload_mid_stream_continues_without_duplicates(page, alice, simulator
 
     step = page.locator("li[data-stage-key=summary]")
     expect(step).to_have_attribute("data-status", "complete", timeout=30_000)
-    expected, _ = simulator.stage_answers()[-1]
+    expected = simulator.sent()[-1]["reasoning"]
     assert squash(reasoning.inner_text()) == squash(expected)
     expect(page.locator("[data-summary=summary]")).to_have_count(1)
 
@@ -127,7 +127,7 @@ def test_text_flows_at_a_steady_pace_unless_the_reader_asks_for_less_motion(
         assert growths <= deltas + 2, "each delta's text shows at once"
     else:
         assert growths >= 2 * deltas, "each delta's text is spelled out over several frames"
-    expected, _ = simulator.stage_answers()[-1]
+    expected = simulator.sent()[-1]["reasoning"]
     assert squash(page.locator("[data-reasoning=summary]").inner_text()) == squash(expected)
     context.close()
 

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.conftest import ROOT, free_port, log_in, start_server, stop_process, wait_until
-from tests.streams import follow, squash
+from tests.streams import follow
 
 pytestmark = [pytest.mark.deployment, pytest.mark.django_db(transaction=True)]
 
@@ -114,6 +114,6 @@ def test_a_stage_streams_through_any_process_and_a_reconnect_to_the_other_resume
     assert watching != generating, "the page followed through the other process"
     assert reconnected != watching, "the reconnect landed on the other process"
     assert "delta" in first.names, "text arrived live, through Redis"
-    reasoning, summary = simulator.stage_answers()[-1]
-    assert squash(view.text("reasoning")) == squash(reasoning)
-    assert squash(view.text("summary")) == squash(summary)
+    sent = simulator.sent()[-1]
+    assert view.streamed("reasoning") == sent["reasoning"]
+    assert view.streamed("summary") == sent["summary"]

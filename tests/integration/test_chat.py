@@ -69,7 +69,7 @@ def test_an_empty_question_is_refused(alice_http, case, simulator):
 
 
 def test_a_reply_cut_off_midway_is_carried_on_without_a_click(alice_http, case, simulator):
-    simulator.configure(faults=["stall@7"])
+    simulator.configure(faults=["stall@7"], tps=20)  # the notice stays readable a while
     reply, url = _ask(alice_http, case, "Should I give aspirin?")
     view, _ = follow(alice_http, url)
     reply.refresh_from_db()
@@ -77,4 +77,16 @@ def test_a_reply_cut_off_midway_is_carried_on_without_a_click(alice_http, case, 
     assert (reply.status, reply.content) == ("complete", cut["content"] + carried_on["content"])
     assert view.streamed("reply", str(reply.pk)) == reply.content
     notices = [e.data for e in view.events if e.event == "stage"]
-    assert any("connection to the AI provider was lost: continuing" in n for n in notices)
+    assert any("The AI provider went silent: continuing where it stopped" in n for n in notices)
+
+
+def test_the_models_separate_thinking_shows_apart_from_the_reply(alice_http, case, simulator):
+    simulator.configure(faults=["thinking"])
+    reply, url = _ask(alice_http, case, "Should I give aspirin?")
+    view, _ = follow(alice_http, url)
+    reply.refresh_from_db()
+    sent = simulator.sent()[-1]
+    assert reply.thinking == sent["thinking"] == "Thinking it over first."
+    assert view.streamed("reply-thinking", str(reply.pk)) == reply.thinking
+    assert view.text("reply-thinking", str(reply.pk)) == reply.thinking, "shown once it ends"
+    assert reply.content == sent["content"] and "Thinking it over" not in reply.content

@@ -49,6 +49,24 @@ def test_a_provider_that_stays_down_ends_in_error_with_a_reference_in_the_log(
     assert "Chest pain" not in server_log.read_text(), "no PHI in the logs"
 
 
+@pytest.mark.parametrize(
+    ("status", "says"),
+    [
+        ("401", "The AI provider refused the credentials (check LLM_API_KEY)."),
+        ("400", "The AI provider rejected the request."),
+    ],
+)
+def test_a_provider_that_refuses_the_request_is_not_retried_and_says_why(
+    alice_http, case, simulator, status, says
+):
+    simulator.configure(faults=[status])
+    view = _run(alice_http, case)
+    run = StageRun.objects.get()
+    assert run.status == "error" and run.error_message.startswith(says)
+    assert len(simulator.requests()) == 1
+    assert says in view.events[-1].data and "simulated" not in view.events[-1].data
+
+
 def test_a_provider_that_never_starts_is_retried_after_the_first_token_timeout(
     alice_http, case, simulator
 ):

@@ -1,8 +1,11 @@
 """A server process's own connections: opened once, closed when it stops."""
 
+import httpx
 import pytest
+from django.db import connection
 
 from tests.conftest import start_server, stop_process, wait_until
+from tests.proxies import DatabaseLink
 from workflow.models import StageRun
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -38,3 +41,20 @@ def test_a_server_stopped_mid_generation_leaves_it_interrupted_with_its_text(
     assert run.status == "interrupted", "ended by the server itself, before its lease ran out"
     assert run.reasoning and simulator.sent()[-1]["reasoning"].startswith(run.reasoning)
     assert run.resumable
+
+
+def test_healthz_answers_503_while_the_database_is_down(simulator, tmp_path):
+    db = connection.settings_dict
+    host, port = db["HOST"] or db["OPTIONS"].get("host", ""), int(db["PORT"] or 5432)
+    with DatabaseLink(host, port) as link:
+        database_url = f"postgresql://{db['USER']}@127.0.0.1:{link.port}/{db['NAME']}"
+        url, server = start_server(simulator, tmp_path / "server.log", DATABASE_URL=database_url)
+        try:
+            assert httpx.get(f"{url}/healthz").text == "ok"
+            link.go_down()
+            answer = httpx.get(f"{url}/healthz", timeout=10)
+            assert (answer.status_code, answer.text) == (503, "database unavailable")
+            link.come_up()
+            wait_until(lambda: httpx.get(f"{url}/healthz", timeout=5).status_code == 200, 40)
+        finally:
+            stop_process(server)

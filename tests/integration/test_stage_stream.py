@@ -28,6 +28,9 @@ def test_it_streams_the_reasoning_and_the_summary(alice_http, case, simulator):
     view, _ = follow(alice_http, _run(alice_http, case))
 
     sent = simulator.sent()[-1]
+    written = simulator.requests()[-1]["written"]["content"]  # as the app should split it:
+    assert sent["reasoning"] == written.split("<detailed>")[1].split("</detailed>")[0]
+    assert sent["summary"] == written.split("<summary>")[1].split("</summary>")[0]
     assert view.names[0] == "snapshot"
     assert view.names.count("delta") >= 5
     assert view.names[-1] == "done"
@@ -87,6 +90,13 @@ def test_a_reconnect_with_last_event_id_loses_and_repeats_nothing(alice_http, ca
     sent = simulator.sent()[-1]
     assert view.streamed("reasoning") == sent["reasoning"]
     assert view.streamed("summary") == sent["summary"]
+
+
+@pytest.mark.parametrize("last_event_id", ["-5", "abc", "1e3", "99999999999999999999"])
+def test_an_odd_last_event_id_gets_the_whole_state(alice_http, case, simulator, last_event_id):
+    view, _ = follow(alice_http, _run(alice_http, case), last_event_id=last_event_id)
+    assert view.names[0] == "snapshot" and view.names[-1] == "done"
+    assert squash(view.text("reasoning")) == squash(simulator.sent()[-1]["reasoning"])
 
 
 def test_a_reconnect_that_saw_everything_gets_only_done(alice_http, case, simulator):
@@ -152,9 +162,10 @@ def test_a_dropped_provider_connection_is_carried_on_without_a_click(
     if token == "within a tag":  # the start of a tag is held back, as it may not be text
         follow(alice_http, _run(alice_http, case))  # the same prompt gets the same answer
         pieces = tokens(answer(simulator.requests()[-1]["messages"], words=60))
-        token = next(n for n, piece in enumerate(pieces, 1) if re.search("<[^>]*$", piece))
+        # the last piece that ends inside a tag: in the summary's closing tag
+        token = max(n for n, piece in enumerate(pieces, 1) if re.search("<[^>]*$", piece))
         simulator.configure(requests=[])
-    simulator.configure(faults=[f"drop@{token}"], tps=100)
+    simulator.configure(faults=[f"drop@{token}"], tps=25)  # the notice stays readable a while
     view, _ = follow(alice_http, _run(alice_http, case))
     run = StageRun.objects.filter(case=case).first()
     cut, carried_on = simulator.requests()

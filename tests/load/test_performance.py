@@ -74,6 +74,7 @@ class Load:
     gave_up: int = 0  # streams still open when the level gave up
     click_to_text: float | None = None  # seconds, in Chromium, while the level streams
     click_to_sent: float | None = None  # seconds until the provider sent that text
+    stop_to_stopped: float | None = None  # seconds from Stop to the stage shown stopped
 
     def percentile(self, q: int) -> float:
         return statistics.quantiles(self.latencies, n=100)[q - 1] if self.latencies else 0.0
@@ -194,15 +195,17 @@ async def _run_level(
             load.cpu_seconds = _cpu_seconds([pid]) - cpu
             load.postgres_cpu_seconds = _cpu_seconds(_postgres_pids()) - postgres
             if page is not None:
-                shown, sent = await page.evaluate(CLICK_TO_FIRST_TEXT)
+                shown, sent, stopped = await page.evaluate(CLICK_TO_FIRST_TEXT_THEN_STOP)
                 load.click_to_text, load.click_to_sent = shown / 1000, sent / 1000
+                load.stop_to_stopped = stopped / 1000
 
         load.gave_up = await arrive(stream, http, case_ids, load, measure)
 
 
 # Clicks Run and waits for the first reasoning text to show: milliseconds from the click
-# to then, and to when the provider sent that text (its stamp, on the same clock).
-CLICK_TO_FIRST_TEXT = """async () => {
+# to then, and to when the provider sent that text (its stamp, on the same clock); then
+# clicks Stop: milliseconds until the stepper shows the stage stopped.
+CLICK_TO_FIRST_TEXT_THEN_STOP = """async () => {
   const shown = new Promise((resolve) => {
     new MutationObserver((_, observer) => {
       const text = document.querySelector(".stream-text[data-reasoning=summary]");
@@ -218,7 +221,18 @@ CLICK_TO_FIRST_TEXT = """async () => {
   await new Promise((resolve) => setTimeout(resolve, 300));  // its first token spelled out
   const text = document.querySelector(".stream-text[data-reasoning=summary]").textContent;
   const sent = parseFloat(text.match(/\\d+@(\\d+\\.\\d+)/)[1]) * 1000;
-  return [at - clicked, sent - (performance.timeOrigin + clicked)];
+  const step = "li[data-stage-key=summary]";
+  const stopped = new Promise((resolve) => {
+    new MutationObserver((_, observer) => {
+      if (document.querySelector(step).dataset.status === "cancelled") {
+        observer.disconnect();
+        resolve(performance.now());
+      }
+    }).observe(document.body, { attributes: true, childList: true, subtree: true });
+  });
+  const stopping = performance.now();
+  document.querySelector("[data-action=cancel][data-stage-key=summary]").click();
+  return [at - clicked, sent - (performance.timeOrigin + clicked), (await stopped) - stopping];
 }"""
 
 
@@ -326,8 +340,8 @@ HEADER = (
     "| Postgres CPU per token (µs) | `POST …/run` p50 (ms) "
     "| memory per stream, product / relay (KB) "
     "| click → first text in Chromium (→ the provider sent it) (ms) "
-    "| tokens lost / repeated |\n"
-    "|---|---|---|---|---|---|---|---|---|---|"
+    "| Stop → shown stopped (ms) | tokens lost / repeated |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|"
 )
 
 
@@ -367,6 +381,10 @@ def _click(load: Load) -> str:
     return f"{_ms(load.click_to_text)} ({_ms(load.click_to_sent)})"
 
 
+def _stop(load: Load) -> str:
+    return "—" if load.stop_to_stopped is None else _ms(load.stop_to_stopped)
+
+
 def _gave_up(load: Load) -> str:
     return f" ({load.gave_up} still streaming after 90 s)" if load.gave_up else ""
 
@@ -380,7 +398,7 @@ def _write_report(path: Path, results: list[tuple[Load, Load, Load, Load]]) -> N
             f"{_cpu_per_token(product)} | {_cpu_per_token(relay)} | "
             f"{_postgres_per_token(product)} | {start} | "
             f"{product.rss_kb_per_stream:,.0f} / {relay.rss_kb_per_stream:,.0f} | "
-            f"{_click(product)} | "
+            f"{_click(product)} | {_stop(product)} | "
             f"{product.lost} / {product.repeated} |"
         )
         burst_rows.append(
@@ -412,7 +430,9 @@ ran first). Right after that window, with the N streams still open, a clinician 
 Run in Debian's Chromium: click → first reasoning text on the page. In brackets: when,
 after the click, the provider sent that text. Its first token is the answer's opening
 tag, {TTFT * 1000:.0f} ms after the request; the first text comes one token later, so \
-{(TTFT + 1 / TOKENS_PER_SECOND) * 1000:.0f} ms after the click is the floor.
+{(TTFT + 1 / TOKENS_PER_SECOND) * 1000:.0f} ms after the click is the floor. Then the \
+clinician clicks Stop: Stop → the stage shown stopped (the browser tests check that no
+text arrives after it).
 
 {HEADER}
 {table}
