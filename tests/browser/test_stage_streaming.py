@@ -106,20 +106,26 @@ RECORD_GROWTH = """() => {
 }"""
 
 
+def _run_recording(context, case, recorder: str):
+    """Alice's page of the case, recording with `recorder` while the summary stage runs to
+    its end."""
+    page = context.new_page()
+    log_in(page, "alice", "alice-password-1")
+    page.goto(f"/cases/{case.pk}/")
+    page.evaluate(recorder)
+    page.locator("[data-action=run-stage][data-stage-key=summary]").click()
+    step = page.locator("li[data-stage-key=summary]")
+    expect(step).to_have_attribute("data-status", "complete", timeout=30_000)
+    return page
+
+
 @pytest.mark.parametrize("motion", ["no-preference", "reduce"])
 def test_text_flows_at_a_steady_pace_unless_the_reader_asks_for_less_motion(
     browser, server, alice, case, simulator, motion
 ):
     simulator.configure(tps=10, words=50)
     context = browser.new_context(base_url=server, reduced_motion=motion)
-    page = context.new_page()
-    log_in(page, "alice", "alice-password-1")
-    page.goto(f"/cases/{case.pk}/")
-    page.evaluate(RECORD_GROWTH)
-
-    page.locator("[data-action=run-stage][data-stage-key=summary]").click()
-    step = page.locator("li[data-stage-key=summary]")
-    expect(step).to_have_attribute("data-status", "complete", timeout=30_000)
+    page = _run_recording(context, case, RECORD_GROWTH)
 
     deltas, growths = page.evaluate("[window.deltas, window.growths]")
     assert deltas >= 20, deltas
@@ -154,13 +160,7 @@ def test_a_stream_cut_several_times_shows_every_word_once(
     simulator.configure(tps=50, words=300)
     with CuttingProxy(server, cuts=[3000, 6000, 6000]) as proxy:
         context = browser.new_context(base_url=proxy.url, reduced_motion=motion)
-        page = context.new_page()
-        log_in(page, "alice", "alice-password-1")
-        page.goto(f"/cases/{case.pk}/")
-        page.evaluate(RECORD_LIVE_TEXT)
-        page.locator("[data-action=run-stage][data-stage-key=summary]").click()
-        step = page.locator("li[data-stage-key=summary]")
-        expect(step).to_have_attribute("data-status", "complete", timeout=30_000)
+        page = _run_recording(context, case, RECORD_LIVE_TEXT)
         seen = page.evaluate("window.liveTexts")
         shown = page.locator("#reasoning-summary [data-reasoning=summary]").inner_text()
         context.close()
