@@ -430,9 +430,9 @@ ran first). Right after that window, with the N streams still open, a clinician 
 Run in Debian's Chromium: click → first reasoning text on the page. In brackets: when,
 after the click, the provider sent that text. Its first token is the answer's opening
 tag, {TTFT * 1000:.0f} ms after the request; the first text comes one token later, so \
-{(TTFT + 1 / TOKENS_PER_SECOND) * 1000:.0f} ms after the click is the floor. Then the \
-clinician clicks Stop: Stop → the stage shown stopped (the browser tests check that no
-text arrives after it).
+{(TTFT + 1 / TOKENS_PER_SECOND) * 1000:.0f} ms after the click is the floor.
+Then the clinician clicks Stop: Stop → the stage shown stopped (the browser tests check
+that no text arrives after it).
 
 {HEADER}
 {table}
