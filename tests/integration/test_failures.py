@@ -26,8 +26,9 @@ def _run(http, case, key="summary"):
 def test_a_busy_provider_is_retried_and_the_clinician_sees_it(alice_http, case, simulator):
     simulator.configure(faults=["429", "500"])
     view = _run(alice_http, case)
-    assert any("retrying (2 of 4)" in e.data for e in view.events if e.event == "stage")
-    assert any("retrying (3 of 4)" in e.data for e in view.events if e.event == "stage")
+    # Seen in the first snapshot or a later event, as the page happened to connect.
+    assert any("retrying (2 of 4)" in e.data for e in view.events)
+    assert any("retrying (3 of 4)" in e.data for e in view.events)
     run = StageRun.objects.get()
     assert run.status == "complete" and run.notice == ""
     assert len(simulator.requests()) == 3

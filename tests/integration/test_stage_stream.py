@@ -178,7 +178,7 @@ def test_a_dropped_provider_connection_is_carried_on_without_a_click(
     assert (run.reasoning, run.summary) == _kept(run, [cut, carried_on])
     assert view.streamed("reasoning") == run.reasoning
     assert view.streamed("summary") == run.summary
-    notices = [e.data for e in view.events if e.event == "stage"]
+    notices = [e.data for e in view.events]  # the first snapshot, or a later event
     if not short_rest:  # a rest of a few characters may end before the page reads it
         assert any("connection to the AI provider was lost: continuing" in n for n in notices)
 
