@@ -1,10 +1,12 @@
 """Settings for MedhastraAI, read from the environment (12-factor)."""
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.csp import CSP
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -24,12 +26,21 @@ def env_float(name: str, default: float) -> float:
     return float(os.environ.get(name, default))
 
 
-DEBUG = env_bool("DEBUG", True)
+def env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+# Production is the default: a deployer who forgets a setting gets the safe one. `make run`
+# and the test suite turn DEBUG on for local work.
+DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
-if not SECRET_KEY:
-    if not DEBUG:
-        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off.")
+if DEBUG and not SECRET_KEY:
     SECRET_KEY = "insecure-local-development-key"
+elif not DEBUG and (len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5):
+    raise ImproperlyConfigured(
+        "Set SECRET_KEY to a random string of 50 or more characters (DEBUG is off), made "
+        "once and kept, e.g. python -c 'import secrets; print(secrets.token_urlsafe(50))'."
+    )
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost" if DEBUG else "")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
 
@@ -43,11 +54,14 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "django_htmx",
+    "axes",
     "workflow",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
+    "medhastra.middleware.utf8_bodies",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -55,6 +69,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "medhastra.middleware.private_responses",
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "medhastra.urls"
@@ -70,6 +86,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "django.template.context_processors.csp",
             ],
         },
     },
@@ -117,6 +134,9 @@ LLM_LIMITS = {
 # died) is marked interrupted. Lease + heartbeat stays under 30 s.
 LEASE_SECONDS = env_float("LEASE_SECONDS", 15.0)
 
+# /metrics answers only this bearer token; unset, only direct loopback requests.
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN") or None
+
 # Streaming: how often the runner persists and publishes what it received, and how often
 # an idle event stream sends a heartbeat comment.
 STREAM_FLUSH_INTERVAL = env_float("STREAM_FLUSH_INTERVAL", 0.02)
@@ -131,10 +151,58 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "case-list"
 LOGOUT_REDIRECT_URL = "login"
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 
+# Login throttling, on /accounts/login/ and /admin/login/ alike: after AXES_FAILURE_LIMIT
+# failures for a username, or from an address, logins from either are refused for the
+# cool-off. Behind a proxy the address is the client's only if Daphne runs with
+# --proxy-headers (see the README's Deploy section).
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_float("LOGIN_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+# A success does not wipe the failures counted against its address (another clinician's
+# guesses from there), and guesses during a lockout do not prolong it: the page says when.
+AXES_RESET_ON_SUCCESS = False
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+
+# Sessions end SESSION_HOURS after login, and when the browser closes.
+SESSION_COOKIE_AGE = int(env_float("SESSION_HOURS", 8) * 3600)
+SESSION_EXPIRE_AT_BROWSER_CLOSE = True
+
+# Behind a TLS proxy by default: it terminates TLS, redirects plain HTTP (or set
+# SECURE_SSL_REDIRECT) and sets X-Forwarded-Proto, which Django trusts when DEBUG is off.
 SESSION_COOKIE_SECURE = not DEBUG
 CSRF_COOKIE_SECURE = not DEBUG
+SECURE_PROXY_SSL_HEADER = None if DEBUG else ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]  # asked for on this host, over HTTP
+SECURE_HSTS_SECONDS = 0 if DEBUG else env_int("SECURE_HSTS_SECONDS", 365 * 24 * 3600)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)
 SECURE_CONTENT_TYPE_NOSNIFF = True
+# Pages load only this site's scripts and styles: nothing inline, nothing evaluated, no
+# frames, and forms post only here. Model output cannot bring a script or a stylesheet.
+SECURE_CSP = {
+    "default-src": [CSP.SELF],
+    "script-src": [CSP.SELF, CSP.NONCE],
+    "style-src": [CSP.SELF],
+    "img-src": [CSP.SELF, "data:"],
+    "connect-src": [CSP.SELF],
+    "object-src": [CSP.NONE],
+    "base-uri": [CSP.NONE],
+    "form-action": [CSP.SELF],
+    "frame-ancestors": [CSP.NONE],
+}
+
+# Per clinician: generations running or queued at once (Run all on two cases), and the
+# tokens a real provider may spend on them in a day (about 50 stages); the offline demo
+# engine costs nothing and is exempt.
+MAX_ACTIVE_GENERATIONS = env_int("MAX_ACTIVE_GENERATIONS", 12)
+DAILY_TOKEN_BUDGET = env_int("DAILY_TOKEN_BUDGET", 50 * 8000)
 
 LANGUAGE_CODE = "en-gb"
 TIME_ZONE = "UTC"
@@ -152,5 +220,10 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": "INFO"},
-    "loggers": {"httpx2": {"level": "WARNING"}, "pgserver": {"level": "WARNING"}},
+    "loggers": {
+        "httpx2": {"level": "WARNING"},
+        "pgserver": {"level": "WARNING"},
+        # Axes logs every login at INFO; failures and lockouts stay (WARNING).
+        "axes": {"level": "WARNING"},
+    },
 }

@@ -98,18 +98,21 @@
     if (event.target.closest("[data-show-all-stages]")) { selectStage(null); }
   });
 
-  // The selection is a style rule, so it survives the panel's sections being swapped.
+  // The selection is a style rule, so it survives the panel's sections being swapped. A
+  // constructed stylesheet: the Content-Security-Policy allows no inline <style>.
+  const selection = new CSSStyleSheet();
+  document.adoptedStyleSheets = [...document.adoptedStyleSheets, selection];
+
   function selectStage(key) {
     const panel = document.getElementById("reasoning-panel");
-    const style = document.getElementById("stage-selection");
-    if (!panel || !style) { return; }
+    if (!panel) { return; }
     if (key) {
       panel.dataset.selected = key;
-      style.textContent = ".reasoning:not(#reasoning-" + key + ") { display: none; }" +
-        " #step-" + key + " { outline: 2px solid var(--accent); }";
+      selection.replaceSync(".reasoning:not(#reasoning-" + CSS.escape(key) + ") { display: none; }" +
+        " #step-" + CSS.escape(key) + " { outline: 2px solid var(--accent); }");
     } else {
       delete panel.dataset.selected;
-      style.textContent = "";
+      selection.replaceSync("");
     }
     const showAll = panel.querySelector("[data-show-all-stages]");
     if (showAll) { showAll.hidden = !key; }

@@ -25,6 +25,6 @@ async def _with_retry_first(events: AsyncIterator[str]) -> AsyncIterator[str]:
 def sse_response(events: AsyncIterator[str]) -> StreamingHttpResponse:
     """Stream already encoded events; a disconnect cancels the iterator (cleanup in finally)."""
     response = StreamingHttpResponse(_with_retry_first(events), content_type="text/event-stream")
-    response["Cache-Control"] = "no-cache"
+    response["Cache-Control"] = "no-store"  # a patient's record: never kept by a cache
     response["X-Accel-Buffering"] = "no"
     return response

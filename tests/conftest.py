@@ -132,11 +132,18 @@ def server_env(simulator: Simulator) -> dict[str, str]:
 
 
 def start_server(
-    simulator: Simulator, log: Path, *, cores: str | None = None, **env
+    simulator: Simulator,
+    log: Path,
+    *,
+    cores: str | None = None,
+    behind_proxy: bool = False,
+    **env,
 ) -> tuple[str, subprocess.Popen]:
-    """Daphne serving the app on a free port (on these CPU cores), its output in `log`."""
+    """Daphne serving the app on a free port (on these CPU cores), its output in `log`;
+    `behind_proxy`: taking the client's address from the proxy, as deployed."""
     port = free_port()
     args = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
+            *(["--proxy-headers"] if behind_proxy else []),
             "medhastra.asgi:application"]  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     return url, _start(_on(cores, args), {**server_env(simulator), **env}, f"{url}/healthz", log)

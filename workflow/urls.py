@@ -1,37 +1,54 @@
-from django.urls import path
+from django.urls import path, register_converter
+from django.urls.converters import StringConverter
 
 from workflow import views
+
+
+class IdConverter:
+    """A row id: digits that fit Postgres's bigint (longer ones match nothing: 404)."""
+
+    regex = "[0-9]{1,18}"
+    to_python = int
+    to_url = str
+
+
+class KeyConverter(StringConverter):
+    """A stage or group key: lower-case letters and underscores, as in the catalogue."""
+
+    regex = "[a-z_]{1,40}"
+
+
+register_converter(IdConverter, "id")
+register_converter(KeyConverter, "key")
 
 urlpatterns = [
     path("", views.case_list, name="case-list"),
     path("cases/new/", views.case_new, name="case-new"),
-    path("cases/<int:case_id>/", views.workspace_page, name="workspace"),
-    path("cases/<int:case_id>/edit/", views.case_edit, name="case-edit"),
-    path("cases/<int:case_id>/stages/<str:stage_key>/run", views.run_stage, name="run-stage"),
+    path("cases/<id:case_id>/", views.workspace_page, name="workspace"),
+    path("cases/<id:case_id>/edit/", views.case_edit, name="case-edit"),
+    path("cases/<id:case_id>/stages/<key:stage_key>/run", views.run_stage, name="run-stage"),
     path(
-        "cases/<int:case_id>/stages/<str:stage_key>/events", views.stage_events, name="stage-events"
+        "cases/<id:case_id>/stages/<key:stage_key>/events", views.stage_events, name="stage-events"
     ),
     path(
-        "cases/<int:case_id>/stages/<str:stage_key>/continue",
+        "cases/<id:case_id>/stages/<key:stage_key>/continue",
         views.continue_stage,
         name="continue-stage",
     ),
     path(
-        "cases/<int:case_id>/stages/<str:stage_key>/cancel", views.cancel_stage, name="cancel-stage"
+        "cases/<id:case_id>/stages/<key:stage_key>/cancel", views.cancel_stage, name="cancel-stage"
     ),
-    path("cases/<int:case_id>/groups/<str:group_key>/run", views.run_group, name="run-group"),
+    path("cases/<id:case_id>/groups/<key:group_key>/run", views.run_group, name="run-group"),
     path(
-        "cases/<int:case_id>/groups/<str:group_key>/cancel", views.cancel_group, name="cancel-group"
+        "cases/<id:case_id>/groups/<key:group_key>/cancel", views.cancel_group, name="cancel-group"
     ),
     path(
-        "cases/<int:case_id>/groups/<str:group_key>/events", views.group_events, name="group-events"
+        "cases/<id:case_id>/groups/<key:group_key>/events", views.group_events, name="group-events"
     ),
-    path("cases/<int:case_id>/chat", views.chat, name="chat"),
-    path("cases/<int:case_id>/chat/<int:message_id>/events", views.chat_events, name="chat-events"),
-    path("cases/<int:case_id>/chat/<int:message_id>/retry", views.retry_reply, name="retry-reply"),
-    path(
-        "cases/<int:case_id>/chat/<int:message_id>/cancel", views.cancel_reply, name="cancel-reply"
-    ),
+    path("cases/<id:case_id>/chat", views.chat, name="chat"),
+    path("cases/<id:case_id>/chat/<id:message_id>/events", views.chat_events, name="chat-events"),
+    path("cases/<id:case_id>/chat/<id:message_id>/retry", views.retry_reply, name="retry-reply"),
+    path("cases/<id:case_id>/chat/<id:message_id>/cancel", views.cancel_reply, name="cancel-reply"),
     path("healthz", views.healthz, name="healthz"),
     path("metrics", views.metrics, name="metrics"),
 ]

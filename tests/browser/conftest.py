@@ -33,12 +33,30 @@ def browser():
         browser.close()
 
 
+# Every page of every browser test reports what the Content-Security-Policy blocked.
+REPORT_CSP_VIOLATIONS = """
+document.addEventListener("securitypolicyviolation", (event) => {
+  window.cspViolation(`${event.effectiveDirective} blocked ${event.blockedURI || "inline"}` +
+    ` at ${event.sourceFile}:${event.lineNumber} on ${location.pathname}`);
+});
+"""
+
+
 @pytest.fixture
-def page(browser, server) -> Page:
+def csp_violations() -> list[str]:
+    return []
+
+
+@pytest.fixture
+def page(browser, server, csp_violations) -> Page:
     context = browser.new_context(base_url=server, viewport={"width": 1400, "height": 900})
+    context.expose_function("cspViolation", lambda report: csp_violations.append(report))
+    context.add_init_script(REPORT_CSP_VIOLATIONS)
     page = context.new_page()
     yield page
+    page.evaluate("1")  # a round trip: reports still on their way arrive first
     context.close()
+    assert not csp_violations, f"The page broke its Content-Security-Policy: {csp_violations}"
 
 
 def log_in(page: Page, username: str, password: str) -> None:

@@ -86,7 +86,10 @@ def _up(url: str) -> bool:
 @pytest.fixture
 def two_processes_behind_nginx(simulator, redis_url, tmp_path):
     servers = [
-        start_server(simulator, tmp_path / f"daphne-{n}.log", REDIS_URL=redis_url) for n in (1, 2)
+        start_server(
+            simulator, tmp_path / f"daphne-{n}.log", behind_proxy=True, REDIS_URL=redis_url
+        )
+        for n in (1, 2)
     ]
     url, nginx = _nginx(tmp_path, [server_url for server_url, _ in servers])
     yield url
@@ -117,3 +120,28 @@ def test_a_stage_streams_through_any_process_and_a_reconnect_to_the_other_resume
     sent = simulator.sent()[-1]
     assert view.streamed("reasoning") == sent["reasoning"]
     assert view.streamed("summary") == sent["summary"]
+
+
+def test_behind_nginx_metrics_are_hidden_and_the_client_cannot_choose_its_address(
+    two_processes_behind_nginx, alice
+):
+    """nginx on this very host is still a proxy: /metrics stays closed through it. It tells
+    the app the client's address itself, so a forged X-Forwarded-For cannot dodge the
+    login throttling."""
+    behind = two_processes_behind_nginx
+    assert httpx.get(f"{behind}/metrics").status_code == 404
+    with httpx.Client(base_url=behind) as http:
+        token = http.get("/admin/login/").cookies["csrftoken"]
+
+        def log_in_as(username, password, address):
+            return http.post(
+                "/admin/login/",
+                headers={"X-Forwarded-For": address},
+                data={"username": username, "password": password, "csrfmiddlewaretoken": token},
+            )
+
+        # Five names guessed, each from an address of its own, it says: the fifth locks.
+        answers = [log_in_as(f"nobody-{n}", "guess", f"198.51.100.{n}") for n in range(5)]
+        assert [answer.status_code for answer in answers] == [200] * 4 + [429]
+        refused = log_in_as("alice", "alice-password-1", "198.51.100.77")
+    assert refused.status_code == 429, "the five came from one address, which is now refused"

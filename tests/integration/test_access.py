@@ -64,3 +64,13 @@ def test_running_a_stage_needs_the_csrf_token(alice, case):
 def test_the_events_of_a_case_reject_post(alice_client, case):
     StageRun.objects.create(case=case, stage_key="summary", status="complete")
     assert alice_client.post(f"/cases/{case.pk}/stages/summary/events").status_code == 405
+
+
+def test_patient_pages_and_fragments_are_never_stored(alice_client, case):
+    for response in (
+        alice_client.get("/"),
+        alice_client.get(f"/cases/{case.pk}/"),
+        alice_client.get(f"/cases/{case.pk}/edit/"),
+        alice_client.post(f"/cases/{case.pk}/stages/differential/run", headers={"HX-Request": "1"}),
+    ):
+        assert "no-store" in response["Cache-Control"], response.request["PATH_INFO"]

@@ -37,7 +37,7 @@ async def relay(request):
         yield sse.encode("", event="done")
 
     response = StreamingHttpResponse(events(), content_type="text/event-stream")
-    response["Cache-Control"] = "no-cache"
+    response["Cache-Control"] = "no-store"
     return response
 
 

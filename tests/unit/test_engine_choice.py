@@ -17,4 +17,4 @@ def test_a_base_url_or_a_key_selects_the_openai_compatible_engine(settings):
     )
     engine = get_engine()
     assert isinstance(engine, OpenAIEngine)
-    assert engine.label == "llama3.1 at http://localhost:11434/v1"
+    assert engine.label == "llama3.1"  # what clinicians see: never the provider's URL

@@ -21,7 +21,7 @@ class OpenAIEngine:
     ) -> None:
         self.model = model
         self.max_tokens = max_tokens
-        self.label = f"{model} at {base_url or 'api.openai.com'}"
+        self.label = model  # shown to clinicians: never the URL or anything else configured
         self.client = AsyncOpenAI(
             base_url=base_url,
             api_key=api_key or "not-needed",  # local servers accept any key

@@ -15,4 +15,7 @@ def as_markdown(text: str):
 def seconds(value: float | None) -> str:
     if value is None:
         return ""
-    return f"{value:.1f} s" if value < 60 else f"{int(value // 60)} min {int(value % 60)} s"
+    if value < 60:
+        return f"{value:.1f} s"
+    minutes, rest = divmod(int(value), 60)
+    return f"{minutes} min {rest} s" if rest else f"{minutes} min"
