@@ -10,24 +10,31 @@ Control API (JSON), which the tests use:
 - `GET /control`: its settings and every request it received (`requests`), each with
   what it wrote back (`written`: the text of each delta field it sent before any cut;
   `complete`: whether the answer was whole; `fault`: the fault it drew).
-- `POST /control`: change settings, e.g. `{"ttft": 0.3, "tps": 30, "words": 300}`:
+- `POST /control`: change settings (known keys only; anything else is a 400), e.g.
+  `{"ttft": 0.3, "tps": 30, "words": 300}`:
   - `ttft` seconds to the first token, `tps` tokens per second, `words` per answer;
   - `faults`: a queue, one per coming request: `400`, `401`, `429`, `500` (an HTTP error),
     `drop@N` (the connection is cut after N tokens), `stall@N` (silence after N tokens),
-    `nosummary` (no summary part), `thinking` (reasoning first, in `reasoning_content`);
+    `nosummary` (no summary part), `thinking` (reasoning first, in `reasoning_content`),
+    `links` (a prompt-injected answer: links, an image and raw HTML pointing elsewhere);
   - `fault_rates`: faults drawn at random for requests the queue does not cover, e.g.
     `{"429": 0.1, "drop": 0.1}` (`drop` and `stall` without `@N` fall before the first
     token one time in four, else at any token), from `seed`;
   - `stamp`: each token of a streamed answer is `<n>@<unix time it was sent>`, so a
     benchmark can tell how long each took to arrive and whether any was lost;
-  - `requests: []` forgets the requests received.
+  - `requests: []` forgets the requests received (it keeps the last `--keep` at most).
+
+It binds loopback only: it hands out the prompts it received, and obeys anyone who can
+reach it.
 """
 
 import argparse
 import asyncio
 import hashlib
+import ipaddress
 import json
 import random
+import socket
 import time
 from dataclasses import asdict, dataclass, field
 from http import HTTPStatus
@@ -76,6 +83,7 @@ class Config:
     # Each token of a streamed answer is "<n>@<unix time it was sent>" (for benchmarks).
     stamp: bool = False
     requests: list[dict[str, Any]] = field(default_factory=list)
+    keep: int = 5000  # requests kept, the latest
 
     def next_fault(self, rng: random.Random) -> str:
         if self.faults:
@@ -89,6 +97,23 @@ class Config:
 
 
 STAMP = "<stamp>"
+# What each control key takes: a type, and a check of the value.
+CONTROL_KEYS = {
+    "ttft": ((int, float), lambda seconds: seconds >= 0),
+    "tps": ((int, float), lambda rate: rate > 0),
+    "words": (int, lambda words: words >= 1),
+    "faults": (list, lambda faults: all(isinstance(f, str) for f in faults)),
+    "fault_rates": (dict, lambda rates: all(isinstance(r, int | float) for r in rates.values())),
+    "seed": (int, lambda seed: True),
+    "stamp": (bool, lambda stamp: True),
+    "requests": (list, lambda requests: requests == []),  # only to forget them
+}
+# What a prompt-injected answer might carry: each would send the case out if obeyed.
+INJECTED = (
+    "See [the guideline](https://evil.example/?case=leak), <https://evil.example/auto>, "
+    'https://evil.example/bare, <a href="https://evil.example/raw">raw</a> and '
+    "![pixel](https://evil.example/pixel.png)"
+)
 
 
 # Faults answered with an HTTP error before the first token.
@@ -137,6 +162,15 @@ def carrying_on(messages: list[dict[str, str]], partial: str, words: int) -> str
     summary = f"\n<summary>Simulated summary carried on {digest % 10000}: {body[:60]}.</summary>"
     rest = {0: "<detailed>" + reasoning + summary, 1: reasoning + summary, 2: summary}
     return text + rest.get(done, f" {body[:60]} (carried on).</summary>" if done == 3 else "")
+
+
+def injected(text: str) -> str:
+    """The answer with links to elsewhere in its reasoning and in its summary."""
+    if "</detailed>" not in text:
+        return f"{text} {INJECTED}"
+    return text.replace("</detailed>", f" {INJECTED}</detailed>").replace(
+        "</summary>", f" {INJECTED}</summary>"
+    )
 
 
 def _digest(text: str) -> int:
@@ -188,6 +222,8 @@ class Simulator:
 
     async def _respond(self, method: str, path: str, body: dict, response: "_Response") -> None:
         if path == "/control" and method == "POST":
+            if problem := _control_problem(body):
+                return response.json(400, {"error": {"message": problem}})
             for key, value in body.items():
                 setattr(self.config, key, value)
             if "seed" in body:
@@ -204,12 +240,15 @@ class Simulator:
         written: dict[str, str] = {}
         received = {**request, "written": written, "complete": False}
         config.requests.append(received)
+        del config.requests[: -config.keep]
         fault = received["fault"] = config.next_fault(self.rng)
         await asyncio.sleep(config.ttft)
         if fault in ERRORS:
             headers = {"Retry-After": "1"} if fault == "429" else {}
             return response.json(int(fault), {"error": {"message": ERRORS[fault]}}, headers)
         text = answer(request["messages"], config.words, summary=fault != "nosummary")
+        if fault == "links":
+            text = injected(text)
         model = request.get("model", "simulator")
         if not request.get("stream"):
             written["content"], received["complete"] = text, True
@@ -247,6 +286,18 @@ class Simulator:
         response.chunk(b"data: [DONE]\n\n")
         response.chunk(b"")
         received["complete"] = True
+
+
+def _control_problem(body: Any) -> str | None:
+    if not isinstance(body, dict):
+        return "send a JSON object"
+    for key, value in body.items():
+        if key not in CONTROL_KEYS:
+            return f"unknown control key {key!r}"
+        kind, valid = CONTROL_KEYS[key]
+        if not isinstance(value, kind) or not valid(value):
+            return f"{key}: {value!r} is not a valid value"
+    return None
 
 
 class _Response:
@@ -306,9 +357,19 @@ def _chunk(model: str, delta: dict[str, str], finish_reason: str | None = None) 
     }
 
 
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        try:
+            return ipaddress.ip_address(socket.gethostbyname(host)).is_loopback
+        except OSError:
+            return False
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--host", default="127.0.0.1", help="a loopback address")
     parser.add_argument("--port", type=int, default=8001)
     parser.add_argument("--ttft", type=float, default=0.05, help="seconds to first token")
     parser.add_argument("--tps", type=float, default=200.0, help="tokens per second")
@@ -316,8 +377,15 @@ def main() -> None:
     parser.add_argument(
         "--fault", action="append", default=[], help="a fault for the next request (429, …)"
     )
+    parser.add_argument("--keep", type=int, default=5000, help="requests kept in its log")
     args = parser.parse_args()
-    config = Config(ttft=args.ttft, tps=args.tps, words=args.words, faults=args.fault)
+    if args.keep < 1:
+        parser.error("--keep must be 1 or more")
+    if not _loopback(args.host):
+        parser.error("the simulator binds loopback only (127.0.0.1, ::1 or localhost)")
+    config = Config(
+        ttft=args.ttft, tps=args.tps, words=args.words, faults=args.fault, keep=args.keep
+    )
     print(f"LLM simulator on http://{args.host}:{args.port}/v1", flush=True)
     asyncio.run(Simulator(config).serve(args.host, args.port))
 

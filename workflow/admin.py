@@ -2,10 +2,20 @@ from django.contrib import admin
 
 from workflow.models import ChatMessage, ClinicalCase, StageRun, WorkflowRun
 
-GENERATION_TIMES = ["queued_at", "started_at", "first_token_at", "finished_at"]
+
+class ReadOnly:
+    """What the model generated, with its statuses and timings, is a record: staff may read
+    it, never write or invent it. (Deleting follows Django's permissions: a case, or a
+    clinician, goes with its runs.)"""
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
 
 
-class StageRunInline(admin.TabularInline):
+class StageRunInline(ReadOnly, admin.TabularInline):
     model = StageRun
     fields = ["stage_key", "status", "engine", "queued_at", "finished_at", "error_code"]
     readonly_fields = fields
@@ -22,17 +32,25 @@ class ClinicalCaseAdmin(admin.ModelAdmin):
     raw_id_fields = ["owner"]
     inlines = [StageRunInline]
 
+    def get_readonly_fields(self, request, obj=None):
+        # Handing a case, with what was generated for it, to another clinician is no edit.
+        return ["owner"] if obj else []
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if change and form.has_changed():
+            obj.mark_all_stale()  # as when its clinician edits it
+
 
 @admin.register(WorkflowRun)
-class WorkflowRunAdmin(admin.ModelAdmin):
+class WorkflowRunAdmin(ReadOnly, admin.ModelAdmin):
     list_display = ["id", "case", "group_key", "created_at", "finished_at"]
     list_filter = ["group_key"]
-    raw_id_fields = ["case"]
     inlines = [StageRunInline]
 
 
 @admin.register(StageRun)
-class StageRunAdmin(admin.ModelAdmin):
+class StageRunAdmin(ReadOnly, admin.ModelAdmin):
     list_display = [
         "id",
         "case",
@@ -48,14 +66,10 @@ class StageRunAdmin(admin.ModelAdmin):
     list_filter = ["status", "stage_key", "engine", "error_code"]
     search_fields = ["case__chief_complaint", "error_message"]
     date_hierarchy = "queued_at"
-    raw_id_fields = ["case", "workflow_run"]
-    readonly_fields = ["seq", *GENERATION_TIMES, "inputs"]
 
 
 @admin.register(ChatMessage)
-class ChatMessageAdmin(admin.ModelAdmin):
+class ChatMessageAdmin(ReadOnly, admin.ModelAdmin):
     list_display = ["id", "case", "role", "status", "engine", "queued_at", "error_code"]
     list_filter = ["role", "status", "error_code"]
     search_fields = ["content"]
-    raw_id_fields = ["case"]
-    readonly_fields = ["seq", *GENERATION_TIMES]

@@ -4,6 +4,7 @@ from datetime import timedelta
 from itertools import chain
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import models, transaction
 from django.db.models import Count, Exists, F, Max, OuterRef, Q, Subquery, Sum
 from django.db.models.functions import Coalesce, Greatest
@@ -13,7 +14,8 @@ from prometheus_client import Counter
 from psycopg import AsyncConnection, sql
 
 from streaming import broker
-from workflow import announcements, asyncdb
+from workflow import announcements, asyncdb, quotas
+from workflow.llm import demo, offline
 from workflow.stages import RUNNABLE_GROUPS, STAGES, Stage
 
 
@@ -111,6 +113,9 @@ class ClinicalCaseQuerySet(models.QuerySet):
         return self.annotate(stages_complete=Coalesce(Subquery(complete), 0))
 
 
+FIELD_CHARACTERS = 5000  # about two pages
+
+
 class ClinicalCase(models.Model):
     class Sex(models.TextChoices):
         FEMALE = "female"
@@ -124,13 +129,16 @@ class ClinicalCase(models.Model):
     age = models.PositiveSmallIntegerField(null=True, blank=True)
     sex = models.CharField(max_length=10, choices=Sex.choices, default=Sex.UNKNOWN)
     chief_complaint = models.CharField(max_length=300)
-    history = models.TextField(blank=True)
-    medications = models.TextField(blank=True)
-    allergies = models.TextField(blank=True)
-    vitals = models.TextField(blank=True)
-    exam = models.TextField(blank=True)
-    results = models.TextField(blank=True)
-    question = models.TextField(blank=True, help_text="What you want the reasoning to answer.")
+    # Each field goes into every prompt: a bound keeps prompts (and their cost) bounded.
+    history = models.TextField(blank=True, max_length=FIELD_CHARACTERS)
+    medications = models.TextField(blank=True, max_length=FIELD_CHARACTERS)
+    allergies = models.TextField(blank=True, max_length=FIELD_CHARACTERS)
+    vitals = models.TextField(blank=True, max_length=FIELD_CHARACTERS)
+    exam = models.TextField(blank=True, max_length=FIELD_CHARACTERS)
+    results = models.TextField(blank=True, max_length=FIELD_CHARACTERS)
+    question = models.TextField(
+        blank=True, max_length=FIELD_CHARACTERS, help_text="What you want the reasoning to answer."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -237,6 +245,7 @@ class ClinicalCase(models.Model):
         busy = self.stage_runs.active().filter(stage_key__in=stage_keys).order_by("pk").first()
         if busy:
             raise CannotStart(f"{busy.stage.title} is already running.")
+        self.check_quotas(starting=len(stage_keys))
         workflow = None
         if group_key:
             earlier = self.workflow_runs.filter(group_key=group_key).first()
@@ -266,6 +275,32 @@ class ClinicalCase(models.Model):
             raise CannotStart("This case was deleted.")
         for name, value in now.items():
             setattr(self, name, value)
+
+    def check_quotas(self, starting: int) -> None:
+        """CannotStart if `starting` more generations would pass one of the quotas of the
+        case's clinician, whom this holds until the transaction ends (starts on two of
+        their cases at once must count each other)."""
+        clinician = get_user_model().objects.select_for_update(no_key=True)
+        clinician.filter(pk=self.owner_id).values_list("pk").first()
+        now = timezone.now()
+        today = Q(queued_at__gte=quotas.day_start(now)) & ~Q(engine=demo.LABEL)
+        used = Coalesce(F("prompt_tokens"), 0) + Coalesce(F("completion_tokens"), 0)
+        active, tokens_today = 0, 0
+        for model in GENERATIONS:
+            theirs = model.objects.filter(case__owner=self.owner_id).aggregate(
+                active=Count("pk", filter=Q(status__in=ACTIVE)),
+                tokens=Coalesce(Sum(used, filter=today), 0),
+            )
+            active, tokens_today = active + theirs["active"], tokens_today + theirs["tokens"]
+        refusal = quotas.refusal(
+            quotas.Spending(active, None if offline() else tokens_today),
+            starting,
+            now,
+            max_active=settings.MAX_ACTIVE_GENERATIONS,
+            daily_budget=settings.DAILY_TOKEN_BUDGET,
+        )
+        if refusal:
+            raise CannotStart(refusal)
 
     def _first_seq(self, stage_key: str) -> int:
         """A new run of a stage counts on from every earlier run of it (and a group's from
@@ -297,6 +332,7 @@ class ClinicalCase(models.Model):
         self.lock_for_a_start()
         if self.chat_messages.active().exists():
             raise CannotStart("Wait for the current reply to finish, or stop it.")
+        self.check_quotas(starting=1)
 
     @transaction.atomic
     def continue_stage_run(self, stage_key: str, engine: str | None = None) -> "StageRun":
@@ -306,6 +342,7 @@ class ClinicalCase(models.Model):
         last = self.latest_run(stage_key)
         if last is None or not last.resumable:
             raise CannotStart("There is nothing to continue: run the stage.")
+        self.check_quotas(starting=1)
         return StageRun.objects.create(
             case=self,
             stage_key=stage_key,
@@ -842,3 +879,6 @@ class ChatMessage(Generation):
     @property
     def text_so_far(self) -> str:
         return self.content
+
+
+GENERATIONS = (StageRun, ChatMessage)

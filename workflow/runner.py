@@ -241,13 +241,14 @@ def _stage_request(run: StageRun, earlier: list[StageRun]) -> tuple[LLMRequest, 
 
 
 async def _write_stage(
-    run: StageRun, engine: Engine, request: LLMRequest, router: ContentRouter
-) -> Usage | None:
-    usage = await _write(run, engine, request, router)
+    run: StageRun, engine: Engine, request: LLMRequest, router: ContentRouter, spent: list[Usage]
+) -> None:
+    await _write(run, engine, request, router, spent)
     if not run.summary.strip():  # the model left it out: ask for it
-        ask = stages.summarising_messages(run.stage, run.reasoning)
-        await run.append({"summary": await engine.complete(LLMRequest(ask))})
-    return usage
+        ask = LLMRequest(stages.summarising_messages(run.stage, run.reasoning))
+        summary = await engine.complete(ask)
+        spent.append(ask.likely_usage(summary))
+        await run.append({"summary": summary})
 
 
 async def _reply_job(reply_id: int) -> None:
@@ -268,32 +269,44 @@ async def _reply_job(reply_id: int) -> None:
         await _generate(reply, partial(_write, reply, engine, LLMRequest(messages), router))
 
 
-async def _generate(generation: Generation, write: Callable[[], Awaitable[Usage | None]]):
-    """Write the answer unless the clinician stops it, then end the generation as it went."""
+async def _generate(generation: Generation, write: Callable[[list[Usage]], Awaitable[None]]):
+    """Write the answer unless the clinician stops it, then end the generation as it went,
+    with the tokens the provider counted for it however it ended (a clinician's daily
+    budget is spent by stopped and failed generations too)."""
+    spent: list[Usage] = []
     try:
-        usage = await _unless_stopped(generation, write)
+        await _unless_stopped(generation, partial(write, spent))
     except _Stopped:
-        await generation.end(Status.CANCELLED, code="cancelled", message=STOPPED)
+        await generation.end(Status.CANCELLED, code="cancelled", message=STOPPED, **_tokens(spent))
     except NoLongerActive:
         raise
     except Exception as exc:
         code, message = _failure(generation, exc)
-        await generation.end(Status.ERROR, code=code, message=message)
+        await generation.end(Status.ERROR, code=code, message=message, **_tokens(spent))
     else:
-        await generation.end(
-            Status.COMPLETE,
-            prompt_tokens=usage.prompt_tokens if usage else None,
-            completion_tokens=usage.completion_tokens if usage else None,
-        )
+        await generation.end(Status.COMPLETE, **_tokens(spent))
+
+
+def _tokens(spent: list[Usage]) -> dict[str, int]:
+    if not spent:  # nothing reached the provider, or nothing it answered
+        return {}
+    return {
+        "prompt_tokens": sum(usage.prompt_tokens for usage in spent),
+        "completion_tokens": sum(usage.completion_tokens for usage in spent),
+    }
 
 
 async def _write(
-    generation: Generation, engine: Engine, request: LLMRequest, router: ContentRouter | PlainRouter
-) -> Usage | None:
+    generation: Generation,
+    engine: Engine,
+    request: LLMRequest,
+    router: ContentRouter | PlainRouter,
+    spent: list[Usage],
+) -> None:
     """Stream the answer into the generation; reading never waits for a save. An answer
-    cut off midway is carried on from where it stopped, as often as the limits allow."""
+    cut off midway is carried on from where it stopped, as often as the limits allow.
+    Each request's usage goes into `spent`: as the provider reported it, else likely."""
     pending = writer()
-    spent: list[Usage] = []
     limit = limits()
     deadline = asyncio.get_running_loop().time() + limit.deadline
     retrying = partial(_retrying, generation)
@@ -301,6 +314,7 @@ async def _write(
     try:
         while True:
             written: list[str] = []
+            reported: list[Usage] = []
             try:
                 answer = attempts.chunks(engine, request, limit, retrying, deadline)
                 async with aclosing(answer) as chunks:
@@ -309,12 +323,15 @@ async def _write(
                         pending.add(generation, router.feed(chunk.content))
                         written.append(chunk.content)
                         if chunk.usage:
-                            spent.append(chunk.usage)
+                            reported.append(chunk.usage)
                 break
             except Exception as exc:
                 if not (carry_ons and cut_off(exc) and any(written)):
                     raise
                 notice = STALLED if isinstance(exc, IdleTimeout) else CONNECTION_LOST
+            finally:  # also when it failed or was stopped midway
+                answered = "".join(written)
+                spent.extend(reported or ([request.likely_usage(answered)] if answered else []))
             carry_ons -= 1
             request = _carried_on(request, "".join(written))
             await generation.set_notice(notice)
@@ -323,9 +340,6 @@ async def _write(
         # What came before a failure or a stop is kept. The router may still hold the
         # start of a tag back: that is not text, and a continuation writes it again.
         await pending.close(generation)
-    if not spent:
-        return None
-    return Usage(sum(u.prompt_tokens for u in spent), sum(u.completion_tokens for u in spent))
 
 
 def _carried_on(request: LLMRequest, more: str) -> LLMRequest:

@@ -132,23 +132,54 @@ def stage_messages(
     ]
 
 
+# The chat history a reply's prompt carries, newest first, in characters (~6,000 tokens).
+HISTORY_CHARACTERS = 24_000
+
+
 def chat_messages(
     facts: Iterable[tuple[str, str]],
     earlier: Iterable[tuple[Stage, str]],
     conversation: Iterable[tuple[str, str]],
 ) -> list[dict[str, str]]:
-    """A follow-up conversation: the case and the stage conclusions, then the chat so far."""
+    """A follow-up conversation: the case and the stage conclusions, then the chat so far:
+    its newest turns, as many as HISTORY_CHARACTERS hold (the question always)."""
     context = [f"{CASE}\n{case_text(facts)}"]
     summaries = [f"## {s.title}\n{summary}" for s, summary in earlier]
     if summaries:
         context.append("# Conclusions of the workflow so far\n" + "\n\n".join(summaries))
+    conversation = list(conversation)
+    turns = newest(conversation, HISTORY_CHARACTERS)
+    if len(turns) < len(conversation):
+        left_out = len(conversation) - len(turns)
+        them = "message" if left_out == 1 else f"{left_out} messages"
+        context.append(
+            f"# Earlier conversation\nThe oldest {them} of this conversation are left out "
+            "here for length; the newest follow."
+        )
     system = (
         f"{SYSTEM_PROMPT}\n\nThe clinician asks follow-up questions about this case. Answer "
         f"concisely in Markdown.\n\n" + "\n\n".join(context)
     )
     return [{"role": "system", "content": system}] + [
-        {"role": role, "content": content} for role, content in conversation
+        {"role": role, "content": content} for role, content in turns
     ]
+
+
+def newest(turns: list[tuple[str, str]], characters: int) -> list[tuple[str, str]]:
+    """The newest turns whose text fits in `characters`, oldest dropped first; the last turn
+    (the question) always, however long. Cut, the history starts with a question: some
+    models' chat templates refuse one that starts with an answer."""
+    kept, used = [], 0
+    for role, content in reversed(turns):
+        used += len(content)
+        if kept and used > characters:
+            break
+        kept.append((role, content))
+    kept.reverse()
+    if len(kept) < len(turns):
+        while len(kept) > 1 and kept[0][0] == "assistant":
+            kept.pop(0)
+    return kept
 
 
 CONTINUE = (

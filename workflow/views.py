@@ -1,11 +1,16 @@
+import hmac
+import ipaddress
+
 import psycopg
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import connection
 from django.db.models import QuerySet
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -238,9 +243,27 @@ def _event_stream(request, followed, load):
     return sse_response(events.events(request, followed, load, last_event_id))
 
 
-@require_GET
+@csrf_exempt  # a 404 for anything but the operator's GET, a POST included
 def metrics(request):
+    """For the operator's Prometheus only; anyone else finds nothing here."""
+    if request.method not in ("GET", "HEAD") or not _may_read_metrics(request):
+        raise Http404("Not found.")
     return HttpResponse(generate_latest(), content_type=CONTENT_TYPE_LATEST)
+
+
+def _may_read_metrics(request) -> bool:
+    """With METRICS_TOKEN set, whoever sends it as a bearer token; unset, a direct loopback
+    request (one that came through a proxy carries X-Forwarded-For, even on this host)."""
+    if settings.METRICS_TOKEN:
+        scheme, _, sent = request.headers.get("Authorization", "").partition(" ")
+        token_matches = hmac.compare_digest(sent.encode(), settings.METRICS_TOKEN.encode())
+        return scheme.lower() == "bearer" and token_matches
+    if "X-Forwarded-For" in request.headers:
+        return False
+    try:
+        return ipaddress.ip_address(request.META.get("REMOTE_ADDR", "")).is_loopback
+    except ValueError:
+        return False
 
 
 @require_GET

@@ -24,6 +24,7 @@ import httpx
 import pytest
 from django.db import connection
 
+from tests.conftest import log_in
 from tests.streams import PageView, follow, routed, squash
 from workflow.models import ClinicalCase
 from workflow.stages import CONTINUE
@@ -128,20 +129,26 @@ def _shows(view: PageView, text: dict[str, str]) -> bool:
     )
 
 
-def test_stages_recover_from_random_faults_and_disconnects(alice_http, alice, simulator):
+def test_stages_recover_from_random_faults_and_disconnects(server, django_user_model, simulator):
     simulator.configure(words=40, tps=400, fault_rates=FAULT_RATES, seed=SEED)
+    sessions, clinicians = [], []
+    for n in range(CLINICIANS):  # each within their own quotas, as on a ward
+        clinicians.append(django_user_model.objects.create_user(f"clinician-{n}"))
+        with httpx.Client(base_url=server) as http:
+            log_in(http, clinicians[-1])
+            sessions.append((dict(http.cookies), dict(http.headers)))
     cases = [
         ClinicalCase.objects.create(
-            owner=alice, age=40 + n % 50, chief_complaint=f"Case {n}: fever"
+            owner=clinicians[n % CLINICIANS], age=40 + n % 50, chief_complaint=f"Case {n}: fever"
         )
         for n in range(STAGES)
     ]
     rng = random.Random(SEED)
+    seeds = [rng.randrange(2**32) for _ in cases]
     with ThreadPoolExecutor(CLINICIANS) as pool:
         outcomes = list(pool.map(
-            lambda case: _clinician(str(alice_http.base_url), alice_http.cookies,
-                                    alice_http.headers, case.pk, rng.randrange(2**32)),
-            cases,
+            lambda n: _clinician(server, *sessions[n % CLINICIANS], cases[n].pk, seeds[n]),
+            range(STAGES),
         ))  # fmt: skip
 
     requests: dict[str, list[dict]] = {}

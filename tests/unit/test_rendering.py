@@ -1,5 +1,7 @@
 """Model text reaches the page escaped while it streams and sanitised when it is final."""
 
+import re
+
 from django.template.loader import render_to_string
 
 from workflow import fragments, workspace
@@ -39,6 +41,17 @@ def test_final_markdown_loads_no_image_the_model_chose():
     html = render("Findings ![chart](https://tracker.example/pixel.png?mrn=123) noted")
     assert "<img" not in html and "tracker.example" not in html
     assert "Findings" in html and "noted" in html
+
+
+def test_links_in_final_markdown_are_inert_and_show_their_target():
+    html = render(
+        "See [the guideline](https://evil.example/?mrn=123), <https://evil.example/auto>, "
+        'https://evil.example/bare and <a href="https://evil.example/raw">raw</a>'
+    )
+    assert not re.search(r"<[^>]*href", html)  # no element links anywhere
+    assert "the guideline (https://evil.example/?mrn=123)" in html
+    assert "https://evil.example/auto" in html and "https://evil.example/bare" in html
+    assert "&lt;a href" in html  # raw HTML is shown, not obeyed
 
 
 def _section(rf, run: StageRun) -> str:

@@ -1,4 +1,14 @@
-from workflow.stages import GROUPS, STAGES, stage_messages
+from hypothesis import given
+from hypothesis import strategies as st
+
+from workflow.stages import (
+    GROUPS,
+    HISTORY_CHARACTERS,
+    STAGES,
+    chat_messages,
+    newest,
+    stage_messages,
+)
 
 FACTS = [("Chief complaint", "Fever")]
 
@@ -30,3 +40,43 @@ def test_the_prompt_holds_the_case_the_earlier_summaries_and_the_format():
 def test_the_first_stage_has_no_earlier_conclusions():
     prompt = stage_messages(STAGES["summary"], FACTS, [])[-1]["content"]
     assert "earlier stages" not in prompt
+
+
+TURNS = st.lists(
+    st.tuples(st.sampled_from(["user", "assistant"]), st.text(max_size=60)), min_size=1
+)
+
+
+@given(turns=TURNS, characters=st.integers(0, 300))
+def test_the_history_keeps_the_newest_turns_that_fit_and_always_the_question(turns, characters):
+    kept = newest(turns, characters)
+    assert kept == turns[len(turns) - len(kept) :]  # the newest, in order
+    assert kept[-1] == turns[-1]
+    assert len(kept) == 1 or sum(len(text) for _, text in kept) <= characters
+    cut = len(turns) - len(kept)
+    if cut:  # starts with a question, and the next older history that does would not fit
+        assert len(kept) == 1 or kept[0][0] == "user"
+        older = [n for n in range(cut) if turns[n][0] == "user"]
+        if older:
+            assert sum(len(text) for _, text in turns[older[-1] :]) > characters
+
+
+def test_a_long_conversation_is_cut_from_its_oldest_end_and_the_prompt_says_so():
+    conversation = [("user", f"question {n} " + "x" * 4000) for n in range(20)]
+    messages = chat_messages(FACTS, [], conversation)
+    sent = messages[1:]
+    assert sum(len(m["content"]) for m in sent) <= HISTORY_CHARACTERS
+    assert sent[-1]["content"].startswith("question 19 ")
+    left_out = len(conversation) - len(sent)
+    assert (
+        f"The oldest {left_out} messages of this conversation are left out"
+        in messages[0]["content"]
+    )
+
+
+def test_a_short_conversation_is_sent_whole_without_a_note():
+    messages = chat_messages(
+        FACTS, [], [("user", "Why?"), ("assistant", "Because."), ("user", "Ok")]
+    )
+    assert [m["content"] for m in messages[1:]] == ["Why?", "Because.", "Ok"]
+    assert "left out" not in messages[0]["content"]

@@ -16,6 +16,7 @@ __all__ = [
     "close_shared_engine",
     "get_engine",
     "limits",
+    "offline",
     "shared_engine",
 ]
 
@@ -27,9 +28,14 @@ def limits() -> Limits:
     return Limits(**settings.LLM_LIMITS)
 
 
+def offline() -> bool:
+    """No LLM is configured: the offline demo engine answers."""
+    return settings.LLM_BASE_URL is None and settings.LLM_API_KEY is None
+
+
 def get_engine() -> Engine:
     """The configured LLM, or the offline demo engine when none is configured."""
-    if settings.LLM_BASE_URL is None and settings.LLM_API_KEY is None:
+    if offline():
         from workflow.llm.demo import OfflineDemoEngine
 
         return OfflineDemoEngine(words_per_second=settings.DEMO_WORDS_PER_SECOND)

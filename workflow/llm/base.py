@@ -26,6 +26,11 @@ class LLMRequest:
     # The last assistant message is a partial answer the model is asked to carry on from.
     continuing: bool = False
 
+    def likely_usage(self, answer: str) -> Usage:
+        """What a provider that reports no usage likely counted: ~4 characters a token."""
+        prompt = sum(len(message["content"]) for message in self.messages)
+        return Usage(prompt // 4, len(answer) // 4)
+
 
 @dataclass(frozen=True)
 class Limits:
