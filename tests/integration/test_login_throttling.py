@@ -50,3 +50,13 @@ def test_after_the_cool_off_the_right_password_works_again(alice, settings):
     assert _guess(Client(), "/accounts/login/", "alice", "alice-password-1").status_code == 429
     time.sleep(3.2)
     assert _guess(Client(), "/accounts/login/", "alice", "alice-password-1").status_code == 302
+
+
+def test_a_colleagues_login_from_the_same_address_does_not_wipe_the_guesses(alice, bob):
+    for _ in range(4):
+        _guess(Client(REMOTE_ADDR="10.0.0.1"), "/accounts/login/", "bob")
+    logged_in = _guess(
+        Client(REMOTE_ADDR="10.0.0.1"), "/accounts/login/", "alice", "alice-password-1"
+    )
+    assert logged_in.status_code == 302
+    assert _guess(Client(REMOTE_ADDR="10.0.0.7"), "/accounts/login/", "bob").status_code == 429
