@@ -162,7 +162,7 @@
     htmx.swap("#stream-host", '<div id="stream-host"></div>', { swapStyle: "outerHTML" });
     say("Live updates are unavailable. Refreshing every few seconds until the work ends.");
     polling = true;
-    refresh();
+    refresh({ "X-Fallback": "polling" });  // counted once, in the server's metrics
   }
 
   function replace(fresh, selector) {
@@ -175,8 +175,8 @@
     });
   }
 
-  async function refresh() {
-    const fresh = await fetchPage();
+  async function refresh(headers) {
+    const fresh = await fetchPage(headers);
     if (fresh) {
       const working = fresh.querySelector('[data-status="running"], [data-status="queued"]');
       replace(fresh, "#stepper, .reasoning, #chat-log, #chat-form");  // moves them out of `fresh`
@@ -188,9 +188,10 @@
     setTimeout(refresh, POLL_MILLISECONDS);
   }
 
-  async function fetchPage() {
+  async function fetchPage(headers) {
     try {
-      const response = await fetch(window.location.href, { headers: { Accept: "text/html" } });
+      const response = await fetch(window.location.href,
+        { headers: { Accept: "text/html", ...headers } });
       if (response.ok) {
         return new DOMParser().parseFromString(await response.text(), "text/html");
       }

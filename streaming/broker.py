@@ -8,9 +8,10 @@ follower that fell behind joins the deltas waiting for it into one.
 """
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from channels.layers import get_channel_layer
@@ -31,11 +32,13 @@ class State:
 
 @dataclass(frozen=True)
 class Delta:
-    """Text appended by the run: forwarded as it is, since it follows what was sent."""
+    """Text appended by the run: forwarded as it is, since it follows what was sent.
+    `at`: when the first of its text was published (wall clock, as processes agree)."""
 
     seq: int
     id: Any
     texts: dict[str, str]
+    at: float = field(compare=False)
 
 
 HEARTBEAT = object()
@@ -43,7 +46,7 @@ HEARTBEAT = object()
 
 async def publish_delta(group: str, seq: int, id: Any, texts: dict[str, str]) -> None:
     """Appended text, persisted with this `seq`."""
-    await _send(group, {"seq": seq, "id": id, "texts": texts})
+    await _send(group, {"seq": seq, "id": id, "texts": texts, "at": time.time()})
 
 
 async def publish_change(group: str, seq: int) -> None:
@@ -131,7 +134,7 @@ def _joined(first: dict[str, Any], arrived: deque) -> Delta:
         seq = message["seq"]
         for channel, text in message["texts"].items():
             texts[channel] = texts.get(channel, "") + text
-    return Delta(seq, first["id"], texts)
+    return Delta(seq, first["id"], texts, first["at"])
 
 
 async def signal(group: str) -> None:

@@ -9,7 +9,9 @@ from streaming import sse
 
 RECONNECT_MILLISECONDS = 1000  # Chromium waits about 3 s to reconnect without it
 
-OPEN_STREAMS = Gauge("medhastra_open_event_streams", "Event streams currently open.")
+OPEN_STREAMS = Gauge(
+    "medhastra_open_event_streams", "Event streams currently open.", multiprocess_mode="livesum"
+)
 
 
 async def _with_retry_first(events: AsyncIterator[str]) -> AsyncIterator[str]:

@@ -21,6 +21,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connection, connections
 from django.test import Client
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.streams import routed
 from workflow import asyncdb
@@ -167,6 +168,16 @@ def wait_until(condition, seconds: float = 10, why: str = "timed out") -> None:
     while not condition():
         assert time.monotonic() < deadline, why
         time.sleep(0.05)
+
+
+def scrape(url: str) -> dict[tuple, float]:
+    """Every sample at a server's /metrics, by (name, sorted labels)."""
+    text = httpx.get(f"{url}/metrics").raise_for_status().text
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
 
 
 def run_async[T](job: Coroutine[None, None, T]) -> T:

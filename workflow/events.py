@@ -3,6 +3,7 @@
 Event ids are the followed object's seq; each event's data are fragments (`fragments`).
 """
 
+import time
 from collections.abc import AsyncIterator, Callable
 
 from asgiref.sync import sync_to_async
@@ -12,7 +13,7 @@ from django.db import connection, transaction
 from django.http import HttpRequest
 
 from streaming import broker, sse
-from workflow import fragments
+from workflow import fragments, metrics
 from workflow.fragments import Snapshot
 from workflow.models import ChatMessage, StageRun, WorkflowRun
 
@@ -59,6 +60,7 @@ async def events(
         elif isinstance(item, broker.Delta):
             html = fragments.delta(prefix, item.id, item.texts)
             yield sse.encode(html, event="delta", id=item.seq)
+            metrics.DELIVERY_LAG.observe(time.time() - item.at)  # written to the page's stream
         elif first:
             first = False
             # After a reconnect with the last event id, the page already shows this state.

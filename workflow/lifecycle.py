@@ -10,7 +10,7 @@ import asyncio
 import logging
 import sys
 
-from workflow import asyncdb, runner, sweeper
+from workflow import asyncdb, metrics, runner, sweeper
 from workflow.llm import close_shared_engine
 
 logger = logging.getLogger(__name__)
@@ -36,4 +36,5 @@ async def _stop() -> None:
     await runner.stop_all(seconds=STOP_JOBS_SECONDS)
     await close_shared_engine()
     await asyncdb.close()
+    metrics.process_ended()
     logger.info("Closed the provider client and the database pool.")

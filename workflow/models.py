@@ -10,11 +10,10 @@ from django.db.models import Count, Exists, F, Max, OuterRef, Q, Subquery, Sum
 from django.db.models.functions import Coalesce, Greatest
 from django.urls import reverse
 from django.utils import timezone
-from prometheus_client import Counter
 from psycopg import AsyncConnection, sql
 
 from streaming import broker
-from workflow import announcements, asyncdb, quotas
+from workflow import announcements, asyncdb, metrics, quotas
 from workflow.llm import demo, offline
 from workflow.stages import RUNNABLE_GROUPS, STAGES, Stage
 
@@ -34,8 +33,6 @@ RESUMABLE = (Status.ERROR, Status.CANCELLED, Status.INTERRUPTED)
 
 STOPPED = "Stopped by the clinician."
 INTERRUPTED = "The server generating this stopped before it finished (a restart or a crash)."
-
-ENDED = Counter("medhastra_generations_total", "Generations finished.", ["kind", "status"])
 
 
 def new_lease():
@@ -420,6 +417,10 @@ class Generation(Streamable, models.Model):
     followers after it is persisted.
     """
 
+    # Its labels in medhastra_generations_total.
+    metric_kind: str
+    metric_stage: str
+
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.QUEUED)
     thinking = models.TextField(blank=True, help_text="The model's separate reasoning field.")
     seq = models.PositiveIntegerField(default=0, help_text="Raised by every persisted change.")
@@ -601,7 +602,7 @@ class Generation(Streamable, models.Model):
         if not await self._claim(changes, only_if or Q()):
             await self._refresh_status()
             return False
-        ENDED.labels(type(self).__name__, self.status).inc()
+        metrics.GENERATIONS.labels(self.metric_kind, self.metric_stage, self.status).inc()
         await announcements.change(self)
         return True
 
@@ -746,6 +747,7 @@ class StageRun(Generation):
     """One run of one stage: the reasoning and summary it generated, and what it built on."""
 
     stream_prefix = "stage-run"
+    metric_kind = "stage"
 
     case = models.ForeignKey(ClinicalCase, on_delete=models.CASCADE, related_name="stage_runs")
     workflow_run = models.ForeignKey(
@@ -798,6 +800,10 @@ class StageRun(Generation):
         return STAGES[self.stage_key]
 
     @property
+    def metric_stage(self) -> str:
+        return self.stage_key
+
+    @property
     def text_so_far(self) -> str:
         return self.reasoning + self.summary
 
@@ -846,6 +852,8 @@ class ChatMessage(Generation):
     """A follow-up question in the ChatContainer, or the streamed reply to one."""
 
     stream_prefix = "chat-message"
+    metric_kind = "reply"
+    metric_stage = ""
 
     class Role(models.TextChoices):
         USER = "user"

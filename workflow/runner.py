@@ -11,6 +11,7 @@ import asyncio
 import contextvars
 import copy
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from contextlib import aclosing
@@ -20,11 +21,10 @@ from functools import partial
 from asgiref.sync import sync_to_async
 from django.db import close_old_connections
 from django.db.models import Q
-from prometheus_client import Counter
 
 from streaming import broker
 from streaming.router import ContentRouter, PlainRouter
-from workflow import leases, stages
+from workflow import leases, metrics, stages
 from workflow.llm import Engine, LLMRequest, Usage, attempts, limits, shared_engine
 from workflow.llm.errors import IdleTimeout, cut_off, describe
 from workflow.models import (
@@ -46,8 +46,6 @@ logger = logging.getLogger(__name__)
 # An answer cut off midway, carried on without a click.
 CONNECTION_LOST = "The connection to the AI provider was lost: continuing where it stopped…"
 STALLED = "The AI provider went silent: continuing where it stopped…"
-
-RETRIES = Counter("medhastra_provider_retries_total", "Provider attempts retried.", ["code"])
 
 Job = Callable[[], Awaitable[None]]
 
@@ -274,6 +272,8 @@ async def _generate(generation: Generation, write: Callable[[list[Usage]], Await
     with the tokens the provider counted for it however it ended (a clinician's daily
     budget is spent by stopped and failed generations too)."""
     spent: list[Usage] = []
+    began = time.monotonic()
+    metrics.RUNNING.inc()
     try:
         await _unless_stopped(generation, partial(write, spent))
     except _Stopped:
@@ -285,6 +285,10 @@ async def _generate(generation: Generation, write: Callable[[list[Usage]], Await
         await generation.end(Status.ERROR, code=code, message=message, **_tokens(spent))
     else:
         await generation.end(Status.COMPLETE, **_tokens(spent))
+    finally:
+        metrics.RUNNING.dec()
+        if isinstance(generation, StageRun):
+            metrics.STAGE_DURATION.observe(time.monotonic() - began)
 
 
 def _tokens(spent: list[Usage]) -> dict[str, int]:
@@ -309,6 +313,7 @@ async def _write(
     pending = writer()
     limit = limits()
     deadline = asyncio.get_running_loop().time() + limit.deadline
+    clock = _TokenClock()
     retrying = partial(_retrying, generation)
     carry_ons = limit.auto_continues
     try:
@@ -319,6 +324,8 @@ async def _write(
                 answer = attempts.chunks(engine, request, limit, retrying, deadline)
                 async with aclosing(answer) as chunks:
                     async for chunk in chunks:
+                        if chunk.content or chunk.reasoning:
+                            clock.tick()
                         pending.add(generation, router.feed(chunk.reasoning, thinking=True))
                         pending.add(generation, router.feed(chunk.content))
                         written.append(chunk.content)
@@ -342,6 +349,23 @@ async def _write(
         await pending.close(generation)
 
 
+class _TokenClock:
+    """Times a generation's answer for the metrics: to its first token, then between
+    tokens."""
+
+    def __init__(self) -> None:
+        self.last: float | None = None
+        self.began = time.monotonic()
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        if self.last is None:
+            metrics.TIME_TO_FIRST_TOKEN.observe(now - self.began)
+        else:
+            metrics.TOKEN_GAP.observe(now - self.last)
+        self.last = now
+
+
 def _carried_on(request: LLMRequest, more: str) -> LLMRequest:
     """The request again, asking the model to carry on after `more`."""
     messages, partial_answer = request.messages, ""
@@ -353,7 +377,7 @@ def _carried_on(request: LLMRequest, more: str) -> LLMRequest:
 
 async def _retrying(generation: Generation, exc: BaseException, attempt: int) -> None:
     code, _ = describe(exc)
-    RETRIES.labels(code).inc()
+    metrics.PROVIDER_RETRIES.labels(code).inc()
     why = "is busy" if code == "rate_limited" else "did not answer"
     of = f"{attempt} of {limits().attempts}"
     await generation.set_notice(f"The AI provider {why}: retrying ({of})…")
@@ -402,6 +426,8 @@ def _failure(generation: Generation, exc: BaseException) -> tuple[str, str]:
     """The error code and message of a failed generation; the log line has its reference."""
     reference = _reference()
     code, message = describe(exc)
+    if code != "internal":
+        metrics.PROVIDER_ERRORS.labels(code).inc()
     # A provider's error may quote the request: only unexpected errors log a traceback.
     logger.error(
         "%s %s failed: %s (%s, reference %s)",

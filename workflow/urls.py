@@ -50,5 +50,5 @@ urlpatterns = [
     path("cases/<id:case_id>/chat/<id:message_id>/retry", views.retry_reply, name="retry-reply"),
     path("cases/<id:case_id>/chat/<id:message_id>/cancel", views.cancel_reply, name="cancel-reply"),
     path("healthz", views.healthz, name="healthz"),
-    path("metrics", views.metrics, name="metrics"),
+    path("metrics", views.prometheus_metrics, name="metrics"),
 ]

@@ -12,10 +12,10 @@ from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from streaming.response import sse_response
-from workflow import events, fragments, runner, workspace
+from workflow import events, fragments, metrics, runner, workspace
 from workflow.forms import ChatForm, ClinicalCaseForm
 from workflow.models import (
     CannotStart,
@@ -80,6 +80,8 @@ def case_edit(request, case_id: int):
 @require_GET
 def workspace_page(request, case_id: int):
     case = get_case_for_user(request, case_id)
+    if request.headers.get("X-Fallback") == "polling":  # the page's first poll
+        metrics.FALLBACKS.labels("polling").inc()
     context = workspace.page(case, request.GET.get("stage"))
     return render(request, "workflow/workspace.html", {**context, "form": ChatForm()})
 
@@ -238,17 +240,18 @@ async def chat_events(request, case_id: int, message_id: int):
 def _event_stream(request, followed, load):
     try:
         last_event_id = int(request.headers.get("Last-Event-ID", ""))
+        metrics.STREAM_RESUMES.inc()
     except ValueError:
         last_event_id = None
     return sse_response(events.events(request, followed, load, last_event_id))
 
 
 @csrf_exempt  # a 404 for anything but the operator's GET, a POST included
-def metrics(request):
+def prometheus_metrics(request):
     """For the operator's Prometheus only; anyone else finds nothing here."""
     if request.method not in ("GET", "HEAD") or not _may_read_metrics(request):
         raise Http404("Not found.")
-    return HttpResponse(generate_latest(), content_type=CONTENT_TYPE_LATEST)
+    return HttpResponse(metrics.exposition(), content_type=CONTENT_TYPE_LATEST)
 
 
 def _may_read_metrics(request) -> bool:

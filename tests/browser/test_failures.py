@@ -3,6 +3,7 @@
 import pytest
 from playwright.sync_api import expect
 
+from tests.conftest import scrape
 from tests.streams import squash
 from workflow.models import StageRun
 
@@ -59,8 +60,12 @@ def test_stop_ends_the_stage_and_keeps_the_text(workspace, simulator):
     expect(page.locator("#reasoning-summary [data-action=continue]")).to_be_visible()
 
 
-def test_without_a_live_stream_the_page_says_so_and_polls_until_the_end(workspace, simulator):
+def test_without_a_live_stream_the_page_says_so_and_polls_until_the_end(
+    workspace, simulator, server
+):
     page = workspace
+    polled = ("medhastra_fallbacks_total", (("kind", "polling"),))
+    before = scrape(server).get(polled, 0)
     simulator.configure(tps=40, words=120)
     page.route("**/events", lambda route: route.abort())
     page.locator("[data-action=run-stage][data-stage-key=summary]").click()
@@ -73,3 +78,4 @@ def test_without_a_live_stream_the_page_says_so_and_polls_until_the_end(workspac
     expect(page.get_by_role("status").filter(has_text="shows the finished work")).to_be_visible()
     final = squash(page.locator("[data-reasoning=summary]").inner_text())
     assert final == squash(simulator.sent()[0]["reasoning"])
+    assert scrape(server)[polled] == before + 1  # the operator sees the fallback, once

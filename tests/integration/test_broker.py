@@ -3,6 +3,7 @@
 import asyncio
 import os
 import socket
+import time
 from dataclasses import dataclass
 
 import pytest
@@ -55,7 +56,7 @@ def test_a_follower_gets_the_snapshot_then_each_delta_once(layer):
         await publish_delta("run.1", 2, 1, {"reasoning": "already in the snapshot"})
         await publish_delta("run.1", 3, 1, {"reasoning": "a"})
         await publish_delta("run.1", 3, 1, {"reasoning": "a"})  # a duplicate
-        assert await anext(follower) == Delta(3, 1, {"reasoning": "a"})
+        assert await anext(follower) == Delta(3, 1, {"reasoning": "a"}, at=0)
         truth.seq, truth.finished = 4, True
         await publish_change("run.1", 4)
         assert [item async for item in follower] == [Truth(4, True)]
@@ -134,9 +135,11 @@ def test_a_follower_that_fell_behind_sends_the_waiting_deltas_as_one(layer):
             await publish_delta("run.7", seq, 1, {"reasoning": text})
         await publish_delta("run.7", 5, 1, {"summary": "d"})
         await asyncio.sleep(0.05)  # all four arrive while the follower is busy elsewhere
-        assert await anext(follower) == Delta(5, 1, {"reasoning": "abc", "summary": "d"})
+        joined = await anext(follower)
+        assert joined == Delta(5, 1, {"reasoning": "abc", "summary": "d"}, at=0)
+        assert 0.05 <= time.time() - joined.at < 5  # when its first part was published
         await publish_delta("run.7", 6, 1, {"reasoning": "e"})
-        assert await anext(follower) == Delta(6, 1, {"reasoning": "e"})
+        assert await anext(follower) == Delta(6, 1, {"reasoning": "e"}, at=0)
         await follower.aclose()
 
     asyncio.run(scenario())
