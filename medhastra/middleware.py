@@ -1,9 +1,20 @@
 """What every request and response of the app goes through, before and after its view."""
 
+import logging
+import re
+import time
+import uuid
+
 from asgiref.sync import iscoroutinefunction
 from django.http import HttpResponseBadRequest
 from django.utils.cache import add_never_cache_headers
 from django.utils.decorators import sync_and_async_middleware
+
+from workflow import logs
+
+requests_log = logging.getLogger("medhastra.requests")
+REQUEST_ID = re.compile(r"[A-Za-z0-9-]{1,64}")
+CASE_PATH = re.compile(r"/cases/(\d+)/")
 
 TEXT_CHARSETS = {"utf-8", "utf8", "us-ascii", "ascii"}
 
@@ -54,3 +65,43 @@ def private_responses(get_response):
         return response
 
     return _both(get_response, after=mark)
+
+
+@sync_and_async_middleware
+def request_ids(get_response):
+    """Each request has an id: the proxy's X-Request-ID, else a new one. It is sent back,
+    carried with the case's id by every line logged while the request is handled, and
+    by one line of its own: method, path (never the query string), status, time."""
+
+    def ids_of(request) -> dict:
+        sent = request.headers.get("X-Request-ID", "")
+        request.id = sent if REQUEST_ID.fullmatch(sent) else uuid.uuid4().hex[:16]
+        case = CASE_PATH.match(request.path_info)
+        return {"request": request.id, "case": int(case[1]) if case else None}
+
+    def done(request, response, started: float):
+        response["X-Request-ID"] = request.id
+        requests_log.info(
+            "%s %s %s %.0f ms",
+            request.method,
+            request.path_info,
+            response.status_code,
+            (time.monotonic() - started) * 1000,
+        )
+        return response
+
+    if iscoroutinefunction(get_response):
+
+        async def middleware(request):
+            started = time.monotonic()
+            with logs.ids(**ids_of(request)):
+                return done(request, await get_response(request), started)
+
+    else:
+
+        def middleware(request):
+            started = time.monotonic()
+            with logs.ids(**ids_of(request)):
+                return done(request, get_response(request), started)
+
+    return middleware

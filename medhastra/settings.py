@@ -59,6 +59,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "medhastra.middleware.request_ids",
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "medhastra.middleware.utf8_bodies",
@@ -217,10 +218,12 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {"json": {"()": "workflow.logs.JsonLines"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json"}},
     "root": {"handlers": ["console"], "level": "INFO"},
     "loggers": {
+        # Django's own default adds a plain-text console handler (with DEBUG): JSON only.
+        "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
         "httpx2": {"level": "WARNING"},
         "pgserver": {"level": "WARNING"},
         # Axes logs every login at INFO; failures and lockouts stay (WARNING).

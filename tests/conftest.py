@@ -141,10 +141,11 @@ def start_server(
     **env,
 ) -> tuple[str, subprocess.Popen]:
     """Daphne serving the app on a free port (on these CPU cores), its output in `log`;
-    `behind_proxy`: taking the client's address from the proxy, as deployed."""
+    `behind_proxy`: as deployed, taking the client's address from the proxy, and leaving
+    the access log to the app's own JSON lines."""
     port = free_port()
-    args = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-            *(["--proxy-headers"] if behind_proxy else []),
+    deployed = ["--proxy-headers", "--access-log", "/dev/null"] if behind_proxy else []
+    args = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), *deployed,
             "medhastra.asgi:application"]  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     return url, _start(_on(cores, args), {**server_env(simulator), **env}, f"{url}/healthz", log)

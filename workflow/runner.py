@@ -24,7 +24,7 @@ from django.db.models import Q
 
 from streaming import broker
 from streaming.router import ContentRouter, PlainRouter
-from workflow import leases, metrics, stages
+from workflow import leases, logs, metrics, stages
 from workflow.llm import Engine, LLMRequest, Usage, attempts, limits, shared_engine
 from workflow.llm.errors import IdleTimeout, cut_off, describe
 from workflow.models import (
@@ -144,22 +144,25 @@ async def _supervised(job: Job, generations: list[Generation], workflow: Workflo
     """
     leases.hold(generations)
     cut_off = SERVER_STOPPED  # unless the job says otherwise
-    try:
-        await job()
-    except NoLongerActive as exc:
-        logger.info("A job stopped: %s", exc)
-        cut_off = NOT_RUN
-    except Exception:
-        reference = _reference()
-        logger.exception("A job failed (reference %s).", reference)
-        cut_off = Ending(Status.ERROR, "internal", _failed_on_our_side(reference))
-    finally:
+    with logs.ids(case=generations[0].case_id):
         try:
-            await _end_left_over(generations, workflow, cut_off)
+            await job()
+        except NoLongerActive as exc:
+            logger.info("A job stopped: %s", exc)
+            cut_off = NOT_RUN
         except Exception:
-            logger.warning("Ending a job's generations failed.", exc_info=True)
-        leases.release(generations)
-        await sync_to_async(close_old_connections)()
+            reference = _reference()
+            logger.exception(
+                "A job failed (reference %s).", reference, extra={"reference": reference}
+            )
+            cut_off = Ending(Status.ERROR, "internal", _failed_on_our_side(reference))
+        finally:
+            try:
+                await _end_left_over(generations, workflow, cut_off)
+            except Exception:
+                logger.warning("Ending a job's generations failed.", exc_info=True)
+            leases.release(generations)
+            await sync_to_async(close_old_connections)()
 
 
 async def _end_left_over(
@@ -274,14 +277,17 @@ async def _generate(generation: Generation, write: Callable[[list[Usage]], Await
     spent: list[Usage] = []
     began = time.monotonic()
     metrics.RUNNING.inc()
+    logged_as = "run" if isinstance(generation, StageRun) else "reply"
     try:
-        await _unless_stopped(generation, partial(write, spent))
+        with logs.ids(**{logged_as: generation.pk}):
+            await _unless_stopped(generation, partial(write, spent))
     except _Stopped:
         await generation.end(Status.CANCELLED, code="cancelled", message=STOPPED, **_tokens(spent))
     except NoLongerActive:
         raise
     except Exception as exc:
-        code, message = _failure(generation, exc)
+        with logs.ids(**{logged_as: generation.pk}):
+            code, message = _failure(generation, exc)
         await generation.end(Status.ERROR, code=code, message=message, **_tokens(spent))
     else:
         await generation.end(Status.COMPLETE, **_tokens(spent))
@@ -437,6 +443,7 @@ def _failure(generation: Generation, exc: BaseException) -> tuple[str, str]:
         type(exc).__name__,
         reference,
         exc_info=exc if code == "internal" else None,
+        extra={"reference": reference},
     )
     return code, f"{message} (Reference {reference}.)"
 

@@ -2,6 +2,7 @@
 (`deploy/nginx/medhastra-locations.conf`), a Redis server of the test's own, and two
 Daphne processes of the app."""
 
+import json
 import shutil
 import socket
 import subprocess
@@ -83,6 +84,12 @@ def _up(url: str) -> bool:
         return False
 
 
+def _logs_are_json_lines(tmp_path) -> None:
+    for log in tmp_path.glob("daphne-*.log"):
+        for line in log.read_text().splitlines():
+            json.loads(line)  # raises on anything else
+
+
 @pytest.fixture
 def two_processes_behind_nginx(simulator, redis_url, tmp_path):
     servers = [
@@ -96,6 +103,7 @@ def two_processes_behind_nginx(simulator, redis_url, tmp_path):
     stop_process(nginx)
     for _, process in servers:
         stop_process(process)
+    _logs_are_json_lines(tmp_path)
 
 
 def test_a_stage_streams_through_any_process_and_a_reconnect_to_the_other_resumes_exactly(
