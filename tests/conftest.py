@@ -7,6 +7,7 @@ over real HTTP. Tests that use the server need committed data: `transactional_db
 
 import asyncio
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -144,11 +145,18 @@ def start_server(
     `behind_proxy`: as deployed, taking the client's address from the proxy, and leaving
     the access log to the app's own JSON lines."""
     port = free_port()
-    deployed = ["--proxy-headers", "--access-log", "/dev/null"] if behind_proxy else []
+    deployed = deployed_daphne_flags() if behind_proxy else []
     args = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), *deployed,
             "medhastra.asgi:application"]  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     return url, _start(_on(cores, args), {**server_env(simulator), **env}, f"{url}/healthz", log)
+
+
+def deployed_daphne_flags() -> list[str]:
+    """The flags the systemd unit gives Daphne before its address: tests run them."""
+    unit = (ROOT / "deploy" / "systemd" / "medhastra@.service").read_text()
+    command = shlex.split(next(line for line in unit.splitlines() if line.startswith("ExecStart=")))
+    return command[1 : command.index("-b")]
 
 
 def start_simulator(*, cores: str | None = None) -> tuple[Simulator, subprocess.Popen]:
