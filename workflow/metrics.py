@@ -67,13 +67,28 @@ RUNNING = Gauge(
 )
 
 
-def exposition() -> bytes:
-    """The metrics in Prometheus's text format: the host's live processes, or this one."""
+def _registry() -> CollectorRegistry:
+    """The host's live processes, or this one."""
     if not MULTIPROCESS:
-        return generate_latest(REGISTRY)
+        return REGISTRY
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)
-    return generate_latest(registry)
+    return registry
+
+
+def exposition() -> bytes:
+    """The metrics in Prometheus's text format."""
+    return generate_latest(_registry())
+
+
+def current(gauge: str) -> float:
+    """A gauge's value now, e.g. "medhastra_open_event_streams"."""
+    return sum(
+        sample.value
+        for family in _registry().collect()
+        if family.name == gauge
+        for sample in family.samples
+    )
 
 
 def process_ended() -> None:

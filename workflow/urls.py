@@ -49,6 +49,7 @@ urlpatterns = [
     path("cases/<id:case_id>/chat/<id:message_id>/events", views.chat_events, name="chat-events"),
     path("cases/<id:case_id>/chat/<id:message_id>/retry", views.retry_reply, name="retry-reply"),
     path("cases/<id:case_id>/chat/<id:message_id>/cancel", views.cancel_reply, name="cancel-reply"),
+    path("ops/", views.operations, name="operations"),
     path("healthz", views.healthz, name="healthz"),
     path("metrics", views.prometheus_metrics, name="metrics"),
 ]

@@ -16,6 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from streaming.response import sse_response
 from workflow import events, fragments, metrics, runner, workspace
+from workflow import operations as ops
 from workflow.forms import ChatForm, ClinicalCaseForm
 from workflow.models import (
     CannotStart,
@@ -244,6 +245,15 @@ def _event_stream(request, followed, load):
     except ValueError:
         last_event_id = None
     return sse_response(events.events(request, followed, load, last_event_id))
+
+
+@login_required
+@require_GET
+def operations(request):
+    """Staff only: how the service has run (a clinician finds nothing here)."""
+    if not request.user.is_staff:
+        raise Http404("Not found.")
+    return render(request, "workflow/operations.html", {"overview": ops.overview()})
 
 
 @csrf_exempt  # a 404 for anything but the operator's GET, a POST included

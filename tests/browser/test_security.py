@@ -20,7 +20,7 @@ def _step(page, key):
 
 
 def test_every_page_state_keeps_to_the_content_security_policy(
-    page, alice, case, simulator, django_user_model, csp_violations
+    page, alice, case, simulator, django_user_model, csp_violations, tmp_path
 ):
     page.goto("/accounts/login/")
     page.get_by_label("Username").fill("alice")
@@ -63,6 +63,11 @@ def test_every_page_state_keeps_to_the_content_security_policy(
     ):
         page.goto(path)
         expect(page.locator("#content")).to_be_visible()
+    page.goto("/ops/")
+    expect(
+        page.get_by_role("img", name="Stage duration, last 24 hours (stage runs)")
+    ).to_be_visible()
+    page.screenshot(path=str(tmp_path / "operations.png"))
     page.evaluate("1")
     assert csp_violations == []
 

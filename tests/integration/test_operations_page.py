@@ -1,0 +1,70 @@
+"""The staff's Operations page: the last 24 hours from Postgres, drawn as SVG."""
+
+import re
+from datetime import timedelta
+from html import unescape
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+from django.utils.html import escape
+
+from workflow.models import ChatMessage, StageRun
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def staff(django_user_model):
+    user = django_user_model.objects.create_user("ops", password="ops-password-1", is_staff=True)
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def _run(case, minutes_ago, *, first_token, duration, status="complete", message=""):
+    start = timezone.now() - timedelta(minutes=minutes_ago)
+    return StageRun.objects.create(
+        case=case, stage_key="summary", status=status, started_at=start,
+        first_token_at=start + timedelta(seconds=first_token),
+        finished_at=start + timedelta(seconds=duration),
+        error_code="provider_error" if message else "", error_message=message,
+    )  # fmt: skip
+
+
+def _bar(html: str, chart: str, label: str) -> str:
+    """The title (label: value) of a bar in the chart whose title starts with `chart`."""
+    svg = re.search(rf'<svg[^>]*aria-label="{re.escape(chart)}[^"]*".*?</svg>', html, re.S)[0]
+    return unescape(re.search(rf"<title>({re.escape(escape(label))}: [^<]*)</title>", svg)[1])
+
+
+def test_staff_see_the_last_day_as_charts_and_the_latest_failures(staff, case):
+    for minutes in (5, 6, 7):
+        _run(case, minutes, first_token=1.5, duration=12)
+    _run(case, 8, first_token=0.2, duration=40, status="error",
+         message="The AI provider had an internal error. (Reference 1a2b3c4d.)")  # fmt: skip
+    _run(case, 60 * 30, first_token=9, duration=9)  # older than a day: not counted
+    ChatMessage.objects.create(
+        case=case, role="assistant", status="interrupted", error_code="interrupted",
+        finished_at=timezone.now(), error_message="The server stopped.",
+    )  # fmt: skip
+
+    page = staff.get("/ops/").text
+    assert _bar(page, "Time to the first token", "1 to 2 s") == "1 to 2 s: 3"
+    assert _bar(page, "Time to the first token", "< 0.5 s") == "< 0.5 s: 1"
+    assert _bar(page, "Time to the first token", "8 to 15 s") == "8 to 15 s: 0"
+    assert _bar(page, "Stage duration", "10 to 20 s") == "10 to 20 s: 3"
+    assert _bar(page, "Stage duration", "30 to 60 s") == "30 to 60 s: 1"
+    this_hour = f"{timezone.now():%H}:00"
+    assert _bar(page, "Share of generations", this_hour) in (
+        f"{this_hour}: 40% of 5",  # the reply ended now, the runs minutes ago
+        f"{this_hour}: 50% of 2",  # the runs fell in the hour before
+    )
+    assert re.findall(r"<code data-reference>(\w*)</code>", page) == ["", "1a2b3c4d"]
+    assert '<dd data-gauge="running">0</dd>' in page
+    assert "<script" not in page.split("<main>")[1]  # drawn on the server
+
+
+def test_clinicians_find_no_operations_page(alice_client, client):
+    assert alice_client.get("/ops/").status_code == 404
+    assert client.get("/ops/").status_code == 302  # to the login
