@@ -9,6 +9,7 @@ from asgiref.sync import iscoroutinefunction
 from django.http import HttpResponseBadRequest
 from django.utils.cache import add_never_cache_headers
 from django.utils.decorators import sync_and_async_middleware
+from waffle.middleware import WaffleMiddleware
 
 from workflow import logs
 
@@ -103,5 +104,30 @@ def request_ids(get_response):
             started = time.monotonic()
             with logs.ids(**ids_of(request)):
                 return done(request, get_response(request), started)
+
+    return middleware
+
+
+@sync_and_async_middleware
+def flag_cookies(get_response):
+    """django-waffle's cookies, which keep a browser on its side of a percentage rollout:
+    set on the responses whose request checked a flag (its own middleware would hop to a
+    thread on every request, event streams included)."""
+    waffle = WaffleMiddleware(get_response)
+
+    def cookies(request, response):
+        if hasattr(request, "waffles"):
+            waffle.process_response(request, response)
+        return response
+
+    if iscoroutinefunction(get_response):
+
+        async def middleware(request):
+            return cookies(request, await get_response(request))
+
+    else:
+
+        def middleware(request):
+            return cookies(request, get_response(request))
 
     return middleware

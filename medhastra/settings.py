@@ -55,6 +55,7 @@ INSTALLED_APPS = [
     "channels",
     "django_htmx",
     "axes",
+    "waffle",
     "workflow",
 ]
 
@@ -71,6 +72,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "medhastra.middleware.private_responses",
+    "medhastra.middleware.flag_cookies",
     "axes.middleware.AxesMiddleware",
 ]
 
@@ -197,6 +199,16 @@ SECURE_CSP = {
     "base-uri": [CSP.NONE],
     "form-action": [CSP.SELF],
     "frame-ancestors": [CSP.NONE],
+}
+
+# Feature flags (django-waffle, managed in the admin): `streaming` is on without a row.
+# Read from the database at each check, so a change applies in every process at once.
+WAFFLE_FLAG_DEFAULT = True
+WAFFLE_CACHE_NAME = "flags"
+WAFFLE_SECURE = not DEBUG
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "flags": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"},
 }
 
 # Per clinician: generations running or queued at once (Run all on two cases), and the

@@ -16,7 +16,8 @@ Control API (JSON), which the tests use:
   - `faults`: a queue, one per coming request: `400`, `401`, `429`, `500` (an HTTP error),
     `drop@N` (the connection is cut after N tokens), `stall@N` (silence after N tokens),
     `nosummary` (no summary part), `thinking` (reasoning first, in `reasoning_content`),
-    `links` (a prompt-injected answer: links, an image and raw HTML pointing elsewhere);
+    `links` (a prompt-injected answer: links, an image and raw HTML pointing elsewhere),
+    `nostream` (a 400 that refuses `stream`, to a streaming request);
   - `fault_rates`: faults drawn at random for requests the queue does not cover, e.g.
     `{"429": 0.1, "drop": 0.1}` (`drop` and `stall` without `@N` fall before the first
     token one time in four, else at any token), from `seed`;
@@ -246,6 +247,8 @@ class Simulator:
         if fault in ERRORS:
             headers = {"Retry-After": "1"} if fault == "429" else {}
             return response.json(int(fault), {"error": {"message": ERRORS[fault]}}, headers)
+        if fault == "nostream" and request.get("stream"):
+            return response.json(400, {"error": {"message": "stream is not supported here"}})
         text = answer(request["messages"], config.words, summary=fault != "nosummary")
         if fault == "links":
             text = injected(text)

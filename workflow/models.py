@@ -28,10 +28,19 @@ class Status(models.TextChoices):
     STALE = "stale"
 
 
+class Mode(models.TextChoices):
+    """How a generation is made, fixed when it starts (the `streaming` flag, or a provider
+    that cannot stream): word by word, or the whole answer at once."""
+
+    STREAM = "stream"
+    BATCH = "batch"
+
+
 ACTIVE = (Status.QUEUED, Status.RUNNING)
 RESUMABLE = (Status.ERROR, Status.CANCELLED, Status.INTERRUPTED)
 
 STOPPED = "Stopped by the clinician."
+BATCH_FALLBACK = "The AI provider could not stream this answer: it is written whole instead."
 INTERRUPTED = "The server generating this stopped before it finished (a restart or a crash)."
 
 
@@ -224,7 +233,11 @@ class ClinicalCase(models.Model):
 
     @transaction.atomic
     def start_stage_runs(
-        self, stage_keys: tuple[str, ...], group_key: str | None = None, engine: str | None = None
+        self,
+        stage_keys: tuple[str, ...],
+        group_key: str | None = None,
+        engine: str | None = None,
+        mode: str = Mode.STREAM,
     ):
         """Queue runs of these stages (in a group run if `group_key`), for the runner.
 
@@ -256,7 +269,12 @@ class ClinicalCase(models.Model):
                 earlier_runs = self.completed_runs(STAGES[key], latest)
                 started = running_on(engine, inputs={e.stage_key: e.pk for e in earlier_runs})
             run = StageRun.objects.create(
-                case=self, stage_key=key, workflow_run=workflow, seq=self._first_seq(key), **started
+                case=self,
+                stage_key=key,
+                workflow_run=workflow,
+                seq=self._first_seq(key),
+                mode=mode,
+                **started,
             )
             run.builds_on_runs = earlier_runs
             runs.append(run)
@@ -307,23 +325,23 @@ class ClinicalCase(models.Model):
         return earlier + 1 if earlier is not None else 0
 
     @transaction.atomic
-    def ask(self, question: str) -> tuple["ChatMessage", "ChatMessage"]:
+    def ask(self, question: str, mode: str = Mode.STREAM) -> tuple["ChatMessage", "ChatMessage"]:
         """The clinician's question and the queued reply, or CannotStart."""
         self._hold_for_a_reply()
         asked = ChatMessage.objects.create(
             case=self, role=ChatMessage.Role.USER, content=question, status=Status.COMPLETE
         )
-        reply = ChatMessage.objects.create(case=self, role=ChatMessage.Role.ASSISTANT)
+        reply = ChatMessage.objects.create(case=self, role=ChatMessage.Role.ASSISTANT, mode=mode)
         return asked, reply
 
     @transaction.atomic
-    def retry_reply(self, reply_id: int) -> "ChatMessage":
+    def retry_reply(self, reply_id: int, mode: str = Mode.STREAM) -> "ChatMessage":
         """A new reply to the same conversation; the failed one stays, as it was."""
         self._hold_for_a_reply()
         failed = self.chat_messages.get(pk=reply_id, role=ChatMessage.Role.ASSISTANT)
         if failed.status not in RESUMABLE:
             raise CannotStart("That reply is complete.")
-        return ChatMessage.objects.create(case=self, role=ChatMessage.Role.ASSISTANT)
+        return ChatMessage.objects.create(case=self, role=ChatMessage.Role.ASSISTANT, mode=mode)
 
     def _hold_for_a_reply(self) -> None:
         self.lock_for_a_start()
@@ -332,7 +350,9 @@ class ClinicalCase(models.Model):
         self.check_quotas(starting=1)
 
     @transaction.atomic
-    def continue_stage_run(self, stage_key: str, engine: str | None = None) -> "StageRun":
+    def continue_stage_run(
+        self, stage_key: str, engine: str | None = None, mode: str = Mode.STREAM
+    ) -> "StageRun":
         """A new run that carries on from the partial text of the stage's last run (created
         running on `engine`, if given, as `start_stage_runs`)."""
         self.lock_for_a_start()
@@ -345,6 +365,7 @@ class ClinicalCase(models.Model):
             stage_key=stage_key,
             seq=self._first_seq(stage_key),
             continued_from=last,
+            mode=mode,
             reasoning=last.reasoning,
             summary=last.summary,
             thinking=last.thinking,
@@ -422,6 +443,7 @@ class Generation(Streamable, models.Model):
     metric_stage: str
 
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.QUEUED)
+    mode = models.CharField(max_length=6, choices=Mode.choices, default=Mode.STREAM)
     thinking = models.TextField(blank=True, help_text="The model's separate reasoning field.")
     seq = models.PositiveIntegerField(default=0, help_text="Raised by every persisted change.")
     engine = models.CharField(max_length=200, blank=True)
@@ -492,6 +514,11 @@ class Generation(Streamable, models.Model):
     async def set_notice(self, notice: str) -> None:
         """Tell the clinician what happens meanwhile (a retry), while it is generated."""
         if not await self._change(Q(status__in=ACTIVE), notice=notice):
+            raise self._no_longer_active()
+
+    async def fall_back_to_batch(self) -> None:
+        """The provider could not stream it: it is made whole, in one answer, instead."""
+        if not await self._change(Q(status__in=ACTIVE), mode=Mode.BATCH, notice=BATCH_FALLBACK):
             raise self._no_longer_active()
 
     async def _change(self, only_if: Q, **fields) -> bool:

@@ -23,16 +23,18 @@ from django.db import close_old_connections
 from django.db.models import Q
 
 from streaming import broker
+from streaming.batches import Batches
 from streaming.router import ContentRouter, PlainRouter
 from workflow import leases, logs, metrics, stages
 from workflow.llm import Engine, LLMRequest, Usage, attempts, limits, shared_engine
-from workflow.llm.errors import IdleTimeout, cut_off, describe
+from workflow.llm.errors import IdleTimeout, cannot_stream, cut_off, describe
 from workflow.models import (
     INTERRUPTED,
     STOPPED,
     ChatMessage,
     ClinicalCase,
     Generation,
+    Mode,
     NoLongerActive,
     StageRun,
     Status,
@@ -67,14 +69,14 @@ _jobs: set[asyncio.Task] = set()
 
 
 async def start_stages(
-    case: ClinicalCase, stage_keys: tuple[str, ...], group_key: str | None
+    case: ClinicalCase, stage_keys: tuple[str, ...], group_key: str | None, mode: str
 ) -> tuple[list[StageRun], WorkflowRun | None]:
-    """Start these stages (a group's, if `group_key`) and generate them in the background;
-    CannotStart says why not."""
+    """Start these stages (a group's, if `group_key`) and generate them in the background,
+    in `mode`; CannotStart says why not."""
 
     async def start() -> tuple[list[StageRun], WorkflowRun | None]:
         create = sync_to_async(case.start_stage_runs)
-        runs, workflow = await create(stage_keys, group_key, engine=shared_engine().label)
+        runs, workflow = await create(stage_keys, group_key, shared_engine().label, mode)
         if workflow:
             _launch(partial(_group_job, workflow.pk), runs, workflow)
         else:
@@ -84,11 +86,12 @@ async def start_stages(
     return await _not_cut_off(start())
 
 
-async def continue_stage(case: ClinicalCase, stage_key: str) -> StageRun:
+async def continue_stage(case: ClinicalCase, stage_key: str, mode: str) -> StageRun:
     """Carry on from the partial text of the stage's last run, in the background."""
 
     async def start() -> StageRun:
-        run = await sync_to_async(case.continue_stage_run)(stage_key, shared_engine().label)
+        carry_on = sync_to_async(case.continue_stage_run)
+        run = await carry_on(stage_key, shared_engine().label, mode)
         _start_stage_run(run)
         return run
 
@@ -313,46 +316,76 @@ async def _write(
     router: ContentRouter | PlainRouter,
     spent: list[Usage],
 ) -> None:
-    """Stream the answer into the generation; reading never waits for a save. An answer
-    cut off midway is carried on from where it stopped, as often as the limits allow.
-    Each request's usage goes into `spent`: as the provider reported it, else likely."""
+    """Write the answer into the generation: streamed, unless it is made in batch mode or
+    the provider cannot stream it (then whole, in one answer). Each request's usage goes
+    into `spent`: as the provider reported it, else likely."""
     pending = writer()
     limit = limits()
     deadline = asyncio.get_running_loop().time() + limit.deadline
     clock = _TokenClock()
-    retrying = partial(_retrying, generation)
-    carry_ons = limit.auto_continues
     try:
-        while True:
-            written: list[str] = []
-            reported: list[Usage] = []
+        if generation.mode == Mode.STREAM:
             try:
-                answer = attempts.chunks(engine, request, limit, retrying, deadline)
-                async with aclosing(answer) as chunks:
-                    async for chunk in chunks:
-                        if chunk.content or chunk.reasoning:
-                            clock.tick()
-                        pending.add(generation, router.feed(chunk.reasoning, thinking=True))
-                        pending.add(generation, router.feed(chunk.content))
-                        written.append(chunk.content)
-                        if chunk.usage:
-                            reported.append(chunk.usage)
-                break
+                await _stream(generation, engine, request, router, spent, pending, clock, deadline)
             except Exception as exc:
-                if not (carry_ons and cut_off(exc) and any(written)):
+                if clock.last is not None or not cannot_stream(exc):
                     raise
-                notice = STALLED if isinstance(exc, IdleTimeout) else CONNECTION_LOST
-            finally:  # also when it failed or was stopped midway
-                answered = "".join(written)
-                spent.extend(reported or ([request.likely_usage(answered)] if answered else []))
-            carry_ons -= 1
-            request = _carried_on(request, "".join(written))
-            await generation.set_notice(notice)
+                metrics.FALLBACKS.labels("batch").inc()
+                await generation.fall_back_to_batch()
+        if generation.mode == Mode.BATCH:
+            whole = await attempts.whole(
+                engine, request, limit, partial(_retrying, generation), deadline
+            )
+            pending.add(generation, router.feed(whole.reasoning, thinking=True))
+            pending.add(generation, router.feed(whole.content))
+            spent.append(whole.usage or request.likely_usage(whole.content))
         pending.add(generation, router.close())
     finally:
         # What came before a failure or a stop is kept. The router may still hold the
         # start of a tag back: that is not text, and a continuation writes it again.
         await pending.close(generation)
+
+
+async def _stream(
+    generation: Generation,
+    engine: Engine,
+    request: LLMRequest,
+    router: ContentRouter | PlainRouter,
+    spent: list[Usage],
+    pending: Batches,
+    clock: "_TokenClock",
+    deadline: float,
+) -> None:
+    """Stream the answer in; reading never waits for a save. An answer cut off midway is
+    carried on from where it stopped, as often as the limits allow."""
+    limit = limits()
+    retrying = partial(_retrying, generation)
+    carry_ons = limit.auto_continues
+    while True:
+        written: list[str] = []
+        reported: list[Usage] = []
+        try:
+            answer = attempts.chunks(engine, request, limit, retrying, deadline)
+            async with aclosing(answer) as chunks:
+                async for chunk in chunks:
+                    if chunk.content or chunk.reasoning:
+                        clock.tick()
+                    pending.add(generation, router.feed(chunk.reasoning, thinking=True))
+                    pending.add(generation, router.feed(chunk.content))
+                    written.append(chunk.content)
+                    if chunk.usage:
+                        reported.append(chunk.usage)
+            return
+        except Exception as exc:
+            if not (carry_ons and cut_off(exc) and any(written)):
+                raise
+            notice = STALLED if isinstance(exc, IdleTimeout) else CONNECTION_LOST
+        finally:  # also when it failed or was stopped midway
+            answered = "".join(written)
+            spent.extend(reported or ([request.likely_usage(answered)] if answered else []))
+        carry_ons -= 1
+        request = _carried_on(request, "".join(written))
+        await generation.set_notice(notice)
 
 
 class _TokenClock:

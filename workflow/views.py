@@ -2,6 +2,7 @@ import hmac
 import ipaddress
 
 import psycopg
+import waffle
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib import messages
@@ -23,6 +24,7 @@ from workflow.models import (
     ChatMessage,
     ClinicalCase,
     Generation,
+    Mode,
     StageRun,
     WorkflowRun,
 )
@@ -105,9 +107,17 @@ async def run_group(request, case_id: int, group_key: str):
     return await _start_runs(request, case, RUNNABLE_GROUPS[group_key].stage_keys, group_key)
 
 
+async def _mode(request) -> str:
+    """Streamed, unless the `streaming` flag is off for this clinician (then batch)."""
+    streaming = await sync_to_async(waffle.flag_is_active)(request, "streaming")
+    return Mode.STREAM if streaming else Mode.BATCH
+
+
 async def _start_runs(request, case: ClinicalCase, stage_keys, group_key):
     try:
-        runs, workflow = await runner.start_stages(case, stage_keys, group_key)
+        runs, workflow = await runner.start_stages(
+            case, stage_keys, group_key, await _mode(request)
+        )
     except CannotStart as refusal:
         return await _refuse(request, case, str(refusal))
     return await _started(request, case, workflow or runs[0], runs)
@@ -126,7 +136,7 @@ async def continue_stage(request, case_id: int, stage_key: str):
     if stage_key not in STAGES:
         raise Http404("No such stage.")
     try:
-        run = await runner.continue_stage(case, stage_key)
+        run = await runner.continue_stage(case, stage_key, await _mode(request))
     except CannotStart as refusal:
         return await _refuse(request, case, str(refusal))
     return await _started(request, case, run, [run])
@@ -179,7 +189,9 @@ async def chat(request, case_id: int):
     if not form.is_valid():
         return await _refuse(request, case, " ".join(form.errors["message"]))
     try:
-        asked, reply = await sync_to_async(case.ask)(form.cleaned_data["message"])
+        asked, reply = await sync_to_async(case.ask)(
+            form.cleaned_data["message"], await _mode(request)
+        )
     except CannotStart as refusal:
         return await _refuse(request, case, str(refusal))
     runner.start_chat_reply(reply)
@@ -191,7 +203,7 @@ async def chat(request, case_id: int):
 async def retry_reply(request, case_id: int, message_id: int):
     case = await aget_case_for_user(request, case_id)
     try:
-        reply = await sync_to_async(case.retry_reply)(message_id)
+        reply = await sync_to_async(case.retry_reply)(message_id, await _mode(request))
     except ChatMessage.DoesNotExist:
         raise Http404("No such reply.") from None
     except CannotStart as refusal:

@@ -109,7 +109,7 @@ def test_a_start_whose_request_is_cancelled_still_generates_its_stage(case, sett
     settings.DEMO_WORDS_PER_SECOND = 2000
 
     async def click_and_go():
-        starting = asyncio.ensure_future(runner.start_stages(case, ("summary",), None))
+        starting = asyncio.ensure_future(runner.start_stages(case, ("summary",), None, "stream"))
         await asyncio.sleep(0)  # the request is under way
         starting.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -1,4 +1,5 @@
-"""Provider attempts: an engine's stream of chunks with retries, backoff and time limits.
+"""Provider attempts: an engine's stream of chunks (or its whole answer, in batch mode) with
+retries, backoff and time limits.
 
 An attempt that fails before its first token is retried with backoff (a 429's
 Retry-After wins); once text has come, a failure ends the stream, since the text is
@@ -40,6 +41,27 @@ async def chunks(
                 raise
             await on_retry(exc, attempt + 1)
             delay = backoff_delay(exc, attempt, limits.backoff, limits.backoff_max)
+            await asyncio.sleep(min(delay, _left(deadline)))
+
+
+async def whole(
+    engine: Engine, request: LLMRequest, limits: Limits, on_retry: OnRetry, deadline: float
+) -> Chunk:
+    """The whole answer in one response (batch mode), with the same retries and backoff,
+    by `deadline`."""
+    attempt = 1
+    while True:
+        try:
+            async with asyncio.timeout(_left(deadline)):
+                return await engine.answer(request, wait=_left(deadline))
+        except TimeoutError:
+            raise DeadlineExceeded() from None
+        except Exception as exc:
+            if not retryable(exc) or attempt == limits.attempts:
+                raise
+            delay = backoff_delay(exc, attempt, limits.backoff, limits.backoff_max)
+            attempt += 1
+            await on_retry(exc, attempt)
             await asyncio.sleep(min(delay, _left(deadline)))
 
 

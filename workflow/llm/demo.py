@@ -256,6 +256,13 @@ class OfflineDemoEngine:
             yield Chunk(content=word if n == 0 else " " + word)
         yield Chunk(usage=Usage(0, len(words)))
 
+    async def answer(self, request: LLMRequest, wait: float | None = None) -> Chunk:
+        """The whole answer at once, after about the time it would take to stream."""
+        text = _text(request)
+        words = text.count(" ") + 1
+        await asyncio.sleep(self.delay * words)
+        return Chunk(content=text, usage=Usage(0, words))
+
     async def complete(self, request: LLMRequest) -> str:
         text = compose(*read_prompt(request.messages))
         return text.partition("<summary>")[2].removesuffix("</summary>")

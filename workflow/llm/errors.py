@@ -33,6 +33,20 @@ def cut_off(exc: BaseException) -> bool:
     return isinstance(exc, IdleTimeout | openai.APIConnectionError)
 
 
+def cannot_stream(exc: BaseException) -> bool:
+    """The provider will not stream this answer: it refused `stream` (a 4xx that says so),
+    or every attempt timed out or dropped before the first token. Never a 429 or a 5xx,
+    which keep their retries and their errors."""
+    match exc:
+        case openai.RateLimitError():
+            return False
+        case openai.APIStatusError() if 400 <= exc.status_code < 500:
+            return "stream" in str(exc).lower()
+        case FirstTokenTimeout() | openai.APIConnectionError():
+            return True
+    return False
+
+
 def backoff_delay(exc: BaseException, attempt: int, base: float, cap: float) -> float:
     """Seconds before attempt `attempt + 1`: the provider's Retry-After, else full jitter."""
     if isinstance(exc, openai.APIStatusError):

@@ -51,11 +51,26 @@ class OpenAIEngine:
                 if chunk.content or chunk.reasoning or chunk.usage:
                     yield chunk
 
-    async def complete(self, request: LLMRequest) -> str:
-        response = await self.client.chat.completions.create(
-            model=self.model, messages=request.messages, max_tokens=self.max_tokens
+    async def answer(self, request: LLMRequest, wait: float | None = None) -> Chunk:
+        """The whole answer in one response (no stream), read for up to `wait` seconds (else
+        the client's read timeout, made for the gaps of a stream)."""
+        client = self.client if wait is None else self.client.with_options(timeout=wait)
+        data = await client.post(
+            "/chat/completions",
+            body={"model": self.model, "messages": request.messages, "max_tokens": self.max_tokens},
+            cast_to=object,
         )
-        return response.choices[0].message.content or ""
+        if not isinstance(data, dict) or not data.get("choices"):
+            raise APIError("The AI provider sent a malformed answer.", None, body=None)  # type: ignore[arg-type]
+        message = data["choices"][0].get("message") or {}
+        return Chunk(
+            content=message.get("content") or "",
+            reasoning=message.get("reasoning_content") or "",
+            usage=_usage(data),
+        )
+
+    async def complete(self, request: LLMRequest) -> str:
+        return (await self.answer(request)).content
 
     async def close(self) -> None:
         await self.client.close()
@@ -65,10 +80,7 @@ def _chunk(data: Any, stream: AsyncStream) -> Chunk:
     if not isinstance(data, dict):
         request = stream.response.request
         raise APIError("The AI provider sent a malformed chunk.", request, body=None)
-    usage = None
-    if data.get("usage"):
-        counts = data["usage"]
-        usage = Usage(counts.get("prompt_tokens", 0), counts.get("completion_tokens", 0))
+    usage = _usage(data)
     choices = data.get("choices") or [{}]
     delta = choices[0].get("delta") or {}
     return Chunk(
@@ -77,3 +89,10 @@ def _chunk(data: Any, stream: AsyncStream) -> Chunk:
         reasoning=delta.get("reasoning_content") or "",
         usage=usage,
     )
+
+
+def _usage(data: dict) -> Usage | None:
+    counts = data.get("usage")
+    if not counts:
+        return None
+    return Usage(counts.get("prompt_tokens") or 0, counts.get("completion_tokens") or 0)

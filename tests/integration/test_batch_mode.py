@@ -1,0 +1,114 @@
+"""The `streaming` flag and batch mode: one non-streaming provider call per generation,
+the whole text at once; and the automatic fallback to it when a provider cannot stream."""
+
+import pytest
+from waffle.models import Flag
+
+from tests.conftest import scrape, wait_until
+from tests.streams import follow
+from workflow.models import ChatMessage, StageRun
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+HTMX = {"HX-Request": "true"}
+
+
+def _streaming_only_for(*users):
+    flag = Flag.objects.create(name="streaming", everyone=None)
+    flag.users.set(users)
+
+
+def test_without_a_flag_row_everyone_streams(alice_http, case, simulator):
+    alice_http.post(f"/cases/{case.pk}/stages/summary/run", headers=HTMX)
+    view, _ = follow(alice_http, f"/cases/{case.pk}/stages/summary/events")
+    assert "delta" in view.names
+    assert case.stage_runs.get().mode == "stream"
+    assert simulator.requests()[-1]["stream"] is True
+
+
+def test_with_the_flag_off_a_stage_and_a_reply_come_whole_in_one_call(
+    alice_http, bob, case, simulator
+):
+    _streaming_only_for(bob)
+    page = alice_http.get(f"/cases/{case.pk}/").text
+    assert 'data-stage-key="summary" data-status="idle" data-mode="stream"' in page
+
+    simulator.configure(ttft=0.5)
+    started = alice_http.post(f"/cases/{case.pk}/stages/summary/run", headers=HTMX)
+    assert "Writing the whole answer" in started.text
+    view, _ = follow(alice_http, f"/cases/{case.pk}/stages/summary/events")
+    run = case.stage_runs.get()
+    sent = simulator.sent()[-1]
+    assert view.names.count("delta") <= 1  # the whole text at once, nothing word by word
+    assert (run.mode, run.status) == ("batch", "complete")
+    assert (run.reasoning, run.summary) == (sent["reasoning"], sent["summary"])
+    assert "stream" not in simulator.requests()[-1]
+    assert 'data-mode="batch"' in alice_http.get(f"/cases/{case.pk}/").text
+
+    alice_http.post(f"/cases/{case.pk}/chat", data={"message": "Why?"}, headers=HTMX)
+    reply = ChatMessage.objects.get(role="assistant")
+    view, _ = follow(alice_http, f"/cases/{case.pk}/chat/{reply.pk}/events")
+    reply.refresh_from_db()
+    assert view.names.count("delta") <= 1
+    assert (reply.mode, reply.status, reply.content) == (
+        "batch", "complete", simulator.sent()[-1]["content"]
+    )  # fmt: skip
+
+
+def test_a_batch_stage_stops_and_retries_like_a_streamed_one(alice_http, bob, case, simulator):
+    _streaming_only_for(bob)
+    simulator.configure(ttft=20)
+    alice_http.post(f"/cases/{case.pk}/stages/summary/run", headers=HTMX)
+    wait_until(lambda: len(simulator.requests()) == 1)
+    alice_http.post(f"/cases/{case.pk}/stages/summary/cancel", headers=HTMX)
+    stopped = case.stage_runs.filter(status="cancelled")
+    wait_until(stopped.exists, 5, "Stop ends a batch stage at once")
+    simulator.configure(ttft=0.05)
+    alice_http.post(f"/cases/{case.pk}/stages/summary/run", headers=HTMX)
+    follow(alice_http, f"/cases/{case.pk}/stages/summary/events")
+    assert case.stage_runs.latest("queued_at").status == "complete"
+
+
+def test_a_clinician_whose_flag_flips_mid_stage_keeps_that_stages_mode(
+    alice_http, alice, case, simulator
+):
+    simulator.configure(tps=20, words=60)
+    alice_http.post(f"/cases/{case.pk}/stages/summary/run", headers=HTMX)
+    _streaming_only_for()  # off for everyone, while the stage streams
+    view, _ = follow(alice_http, f"/cases/{case.pk}/stages/summary/events")
+    assert "delta" in view.names and case.stage_runs.get().mode == "stream"
+    alice_http.post(f"/cases/{case.pk}/stages/differential/run", headers=HTMX)
+    assert case.stage_runs.get(stage_key="differential").mode == "batch"  # from the next
+
+
+@pytest.mark.parametrize(
+    "faults",
+    [["nostream"], ["drop@0"] * 4],
+    ids=["the provider refuses stream", "every attempt drops before the first token"],
+)
+def test_a_provider_that_cannot_stream_gets_one_whole_request(
+    alice_http, case, simulator, server, faults
+):
+    fallbacks = ("medhastra_fallbacks_total", (("kind", "batch"),))
+    before = scrape(server).get(fallbacks, 0)
+    simulator.configure(faults=faults)
+    alice_http.post(f"/cases/{case.pk}/stages/summary/run", headers=HTMX)
+    view, _ = follow(alice_http, f"/cases/{case.pk}/stages/summary/events")
+    run = case.stage_runs.get()
+    requests = simulator.requests()
+    assert [r.get("stream", False) for r in requests] == [True] * len(faults) + [False]
+    assert (run.mode, run.status) == ("batch", "complete")
+    assert run.reasoning == simulator.sent()[-1]["reasoning"]
+    assert "written whole instead" in " ".join(event.data for event in view.events)
+    assert scrape(server)[fallbacks] == before + 1
+
+
+@pytest.mark.parametrize("fault", ["429", "500"])
+def test_a_busy_or_failing_provider_keeps_its_retries_and_never_falls_back(
+    alice_http, case, simulator, fault
+):
+    simulator.configure(faults=[fault] * 4)
+    alice_http.post(f"/cases/{case.pk}/stages/summary/run", headers=HTMX)
+    follow(alice_http, f"/cases/{case.pk}/stages/summary/events")
+    assert all(request["stream"] for request in simulator.requests())
+    assert StageRun.objects.get().status == "error"
