@@ -112,3 +112,16 @@ def test_a_busy_or_failing_provider_keeps_its_retries_and_never_falls_back(
     follow(alice_http, f"/cases/{case.pk}/stages/summary/events")
     assert all(request["stream"] for request in simulator.requests())
     assert StageRun.objects.get().status == "error"
+
+
+def test_a_group_with_streaming_off_makes_each_stage_whole_in_turn(alice_http, case, simulator):
+    _streaming_only_for()
+    alice_http.post(f"/cases/{case.pk}/groups/assessment/run", headers=HTMX)
+    follow(alice_http, f"/cases/{case.pk}/groups/assessment/events")
+    runs = list(case.stage_runs.order_by("pk"))
+    assert [(run.stage_key, run.mode, run.status) for run in runs] == [
+        ("summary", "batch", "complete"),
+        ("differential", "batch", "complete"),
+    ]
+    assert not any(request.get("stream") for request in simulator.requests())
+    assert runs[0].summary in simulator.requests()[1]["messages"][-1]["content"]  # built on
