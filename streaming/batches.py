@@ -9,6 +9,7 @@ saves, and the delay of a piece stays about one interval plus one save.
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Hashable, Iterable
+from contextvars import Context
 
 type Texts = dict[str, str]
 # Saves the texts of many keys at once; returns the keys whose save failed, and why.
@@ -56,7 +57,9 @@ class Batches[K: Hashable]:
 
     def _keep_saving(self) -> None:
         if self._pending and (self._saving is None or self._saving.done()):
-            self._saving = asyncio.ensure_future(self._save_while_pending())
+            # Saves for every stream: not in the context (the log ids) of whichever added first.
+            loop = asyncio.get_running_loop()
+            self._saving = loop.create_task(self._save_while_pending(), context=Context())
 
     async def _save_while_pending(self) -> None:
         while self._pending:

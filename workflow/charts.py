@@ -16,10 +16,18 @@ class Bar:
     shown: str  # the value as a reader should read it, e.g. "12" or "4 %"
 
 
-def bars(title: str, data: list[Bar], *, width: int = WIDTH, label_every: int = 1) -> SafeString:
+def bars(
+    title: str,
+    data: list[Bar],
+    *,
+    width: int = WIDTH,
+    label_every: int = 1,
+    scale: float | None = None,
+) -> SafeString:
     """A bar chart of `data`, left to right, `width` units wide (its text stays the size of
-    a narrower chart's on a wider figure); every `label_every`th label is drawn."""
-    top = max((bar.value for bar in data), default=0) or 1
+    a narrower chart's on a wider figure); every `label_every`th label is drawn. Bars are
+    drawn against `scale` (e.g. 1 for shares), else against the tallest."""
+    top = scale or max((bar.value for bar in data), default=0) or 1
     step = (width - LEFT) / max(len(data), 1)
     usable = HEIGHT - TOP - BOTTOM
     parts = []

@@ -60,7 +60,8 @@ async def events(
         elif isinstance(item, broker.Delta):
             html = fragments.delta(prefix, item.id, item.texts)
             yield sse.encode(html, event="delta", id=item.seq)
-            metrics.DELIVERY_LAG.observe(time.time() - item.at)  # written to the page's stream
+            # Written to the page's stream; hosts' clocks may disagree by a little.
+            metrics.DELIVERY_LAG.observe(max(0.0, time.time() - item.at))
         elif first:
             first = False
             # After a reconnect with the last event id, the page already shows this state.

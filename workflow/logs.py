@@ -39,3 +39,10 @@ class JsonLines(logging.Formatter):
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
         return json.dumps(line, default=str)
+
+    def formatException(self, exc_info) -> str:
+        # A database error's DETAIL quotes the row it failed on: case text, model output.
+        text = super().formatException(exc_info)
+        return "\n".join(
+            line for line in text.splitlines() if not line.lstrip().startswith("DETAIL:")
+        )

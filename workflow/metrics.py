@@ -6,6 +6,8 @@ and /metrics answers for all the host's live processes at once; unset, for its o
 """
 
 import os
+import re
+from pathlib import Path
 
 from prometheus_client import (
     REGISTRY,
@@ -18,6 +20,7 @@ from prometheus_client import (
 )
 
 MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+LIVE_FILE = re.compile(r"_(\d+)\.db$")
 
 TIME_TO_FIRST_TOKEN = Histogram(
     "medhastra_time_to_first_token_seconds",
@@ -60,6 +63,10 @@ FALLBACKS = Counter(
     "Fallbacks: a page polling for want of a live stream, a generation made in one batch.",
     ["kind"],
 )
+# Series that exist from zero: Prometheus's increase() misses the first count of a series
+# that appears with it (the first fallback would not fire the alert).
+FALLBACKS.labels("polling")
+FALLBACKS.labels("batch")
 RUNNING = Gauge(
     "medhastra_running_generations",
     "Generations this host is generating now.",
@@ -95,3 +102,29 @@ def process_ended() -> None:
     """This process stops: its gauges no longer count (its counters stay in the sums)."""
     if MULTIPROCESS:
         multiprocess.mark_process_dead(os.getpid())
+
+
+def forget_dead_processes() -> None:
+    """The gauges of processes that died without a word (killed, out of memory) leave the
+    sums, as those of a process that stopped (their counters stay)."""
+    if not MULTIPROCESS:
+        return
+    directory = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    pids = {
+        int(found[1])
+        for file in directory.glob("gauge_live*.db")
+        if (found := LIVE_FILE.search(file.name))
+    }
+    for pid in pids - {os.getpid()}:
+        if not _alive(pid):
+            multiprocess.mark_process_dead(pid)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True

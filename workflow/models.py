@@ -443,7 +443,11 @@ class Generation(Streamable, models.Model):
     metric_stage: str
 
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.QUEUED)
-    mode = models.CharField(max_length=6, choices=Mode.choices, default=Mode.STREAM)
+    # A database default too: a process of the release before still inserts rows without
+    # it while a rolling restart is under way.
+    mode = models.CharField(
+        max_length=6, choices=Mode.choices, default=Mode.STREAM, db_default=Mode.STREAM
+    )
     thinking = models.TextField(blank=True, help_text="The model's separate reasoning field.")
     seq = models.PositiveIntegerField(default=0, help_text="Raised by every persisted change.")
     engine = models.CharField(max_length=200, blank=True)
@@ -917,3 +921,14 @@ class ChatMessage(Generation):
 
 
 GENERATIONS = (StageRun, ChatMessage)
+
+
+def _count_from_zero() -> None:
+    """Every ending each kind of generation can have is a series from zero (see FALLBACKS)."""
+    for status in set(Status) - set(ACTIVE):
+        metrics.GENERATIONS.labels(ChatMessage.metric_kind, ChatMessage.metric_stage, status)
+        for key in STAGES:
+            metrics.GENERATIONS.labels(StageRun.metric_kind, key, status)
+
+
+_count_from_zero()

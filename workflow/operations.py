@@ -24,7 +24,6 @@ REFERENCE = re.compile(r"\(Reference (\w+)\.\)")
 @dataclass(frozen=True)
 class Failure:
     finished_at: datetime
-    kind: str
     what: str
     case_id: int
     status: str
@@ -46,33 +45,32 @@ def overview(now: datetime | None = None) -> Overview:
     now = now or timezone.now()
     since = now - timedelta(hours=HOURS)
     recent = Q(finished_at__gte=since, finished_at__lte=now)
-    fields = ("started_at", "first_token_at", "finished_at", "status")
+    fields = ("started_at", "first_token_at", "finished_at", "status", "mode")
     runs = list(StageRun.objects.filter(recent).values_list(*fields))
     replies = list(ChatMessage.objects.filter(recent).values_list(*fields))
+    # In batch mode the first token comes with the last: only streamed ones say anything.
+    waits = [
+        (first - start).total_seconds()
+        for start, first, _, _, mode in runs + replies
+        if start and first and mode == "stream"
+    ]
+    durations = [(end - start).total_seconds() for start, _, end, *_ in runs if start]
+    ended = [(end, status) for _, _, end, status, _ in runs + replies]
     return Overview(
         time_to_first_token=charts.bars(
-            "Time to the first token, last 24 hours (generations)",
-            histogram(
-                [
-                    (first - start).total_seconds()
-                    for start, first, *_ in runs + replies
-                    if start and first
-                ],
-                TIME_TO_FIRST_TOKEN_EDGES,
-            ),
+            "Time to the first token, last 24 hours (streamed generations)",
+            histogram(waits, TIME_TO_FIRST_TOKEN_EDGES),
         ),
         stage_duration=charts.bars(
             "Stage duration, last 24 hours (stage runs)",
-            histogram(
-                [(end - start).total_seconds() for start, _, end, _ in runs if start],
-                STAGE_DURATION_EDGES,
-            ),
+            histogram(durations, STAGE_DURATION_EDGES),
         ),
         error_rate=charts.bars(
             "Share of generations ending in error or interrupted, by hour",
-            error_rate_by_hour([(end, status) for _, _, end, status in runs + replies], now),
+            error_rate_by_hour(ended, now),
             width=2 * charts.WIDTH,
             label_every=2,
+            scale=1,
         ),
         open_streams=int(metrics.current("medhastra_open_event_streams")),
         running=sum(
@@ -114,15 +112,20 @@ def error_rate_by_hour(ended: list[tuple[datetime, str]], now: datetime) -> list
 
 def latest_failures(count: int = 20) -> list[Failure]:
     """The newest generations that ended in error or interrupted, with their reference."""
+    shown = ("finished_at", "case_id", "status", "error_code", "error_message")
+    failed = [
+        StageRun.objects.only("stage_key", *shown),
+        ChatMessage.objects.only(*shown),
+    ]
     found: list[Generation] = [
-        *StageRun.objects.filter(status__in=FAILED).order_by("-finished_at")[:count],
-        *ChatMessage.objects.filter(status__in=FAILED).order_by("-finished_at")[:count],
+        generation
+        for generations in failed
+        for generation in generations.filter(status__in=FAILED).order_by("-finished_at")[:count]
     ]
     found.sort(key=lambda g: g.finished_at or timezone.now(), reverse=True)
     return [
         Failure(
             finished_at=g.finished_at,
-            kind=g.metric_kind,
             what=g.stage.title if isinstance(g, StageRun) else "Chat reply",
             case_id=g.case_id,
             status=g.get_status_display(),

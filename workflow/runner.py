@@ -13,8 +13,8 @@ import copy
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
-from contextlib import aclosing
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import aclosing, contextmanager
 from dataclasses import dataclass
 from functools import partial
 
@@ -26,7 +26,7 @@ from streaming import broker
 from streaming.batches import Batches
 from streaming.router import ContentRouter, PlainRouter
 from workflow import leases, logs, metrics, stages
-from workflow.llm import Engine, LLMRequest, Usage, attempts, limits, shared_engine
+from workflow.llm import Chunk, Engine, LLMRequest, Usage, attempts, limits, shared_engine
 from workflow.llm.errors import IdleTimeout, cannot_stream, cut_off, describe
 from workflow.models import (
     INTERRUPTED,
@@ -278,22 +278,29 @@ async def _generate(generation: Generation, write: Callable[[list[Usage]], Await
     with the tokens the provider counted for it however it ended (a clinician's daily
     budget is spent by stopped and failed generations too)."""
     spent: list[Usage] = []
+    logged_as = "run" if isinstance(generation, StageRun) else "reply"
+    with logs.ids(**{logged_as: generation.pk}), _timed(generation):
+        try:
+            await _unless_stopped(generation, partial(write, spent))
+        except _Stopped:
+            stopped = {"code": "cancelled", "message": STOPPED}
+            await generation.end(Status.CANCELLED, **stopped, **_tokens(spent))
+        except NoLongerActive:
+            raise
+        except Exception as exc:
+            code, message = _failure(generation, exc)
+            await generation.end(Status.ERROR, code=code, message=message, **_tokens(spent))
+        else:
+            await generation.end(Status.COMPLETE, **_tokens(spent))
+
+
+@contextmanager
+def _timed(generation: Generation) -> Iterator[None]:
+    """Counted as running meanwhile; a stage's duration observed once it ends."""
     began = time.monotonic()
     metrics.RUNNING.inc()
-    logged_as = "run" if isinstance(generation, StageRun) else "reply"
     try:
-        with logs.ids(**{logged_as: generation.pk}):
-            await _unless_stopped(generation, partial(write, spent))
-    except _Stopped:
-        await generation.end(Status.CANCELLED, code="cancelled", message=STOPPED, **_tokens(spent))
-    except NoLongerActive:
-        raise
-    except Exception as exc:
-        with logs.ids(**{logged_as: generation.pk}):
-            code, message = _failure(generation, exc)
-        await generation.end(Status.ERROR, code=code, message=message, **_tokens(spent))
-    else:
-        await generation.end(Status.COMPLETE, **_tokens(spent))
+        yield
     finally:
         metrics.RUNNING.dec()
         if isinstance(generation, StageRun):
@@ -321,21 +328,27 @@ async def _write(
     into `spent`: as the provider reported it, else likely."""
     pending = writer()
     limit = limits()
+    retrying = partial(_retrying, generation)
     deadline = asyncio.get_running_loop().time() + limit.deadline
     clock = _TokenClock()
     try:
         if generation.mode == Mode.STREAM:
             try:
-                await _stream(generation, engine, request, router, spent, pending, clock, deadline)
+                ask = partial(
+                    attempts.chunks, engine, limits=limit, on_retry=retrying, deadline=deadline
+                )
+                await _stream(generation, ask, request, router, spent, pending, clock)
             except Exception as exc:
                 if clock.last is not None or not cannot_stream(exc):
                     raise
                 metrics.FALLBACKS.labels("batch").inc()
                 await generation.fall_back_to_batch()
         if generation.mode == Mode.BATCH:
-            whole = await attempts.whole(
-                engine, request, limit, partial(_retrying, generation), deadline
-            )
+            try:
+                whole = await attempts.whole(engine, request, limit, retrying, deadline)
+            except asyncio.CancelledError:  # stopped while the provider wrote: it was asked
+                spent.append(request.likely_usage(""))
+                raise
             pending.add(generation, router.feed(whole.reasoning, thinking=True))
             pending.add(generation, router.feed(whole.content))
             spent.append(whole.usage or request.likely_usage(whole.content))
@@ -348,25 +361,22 @@ async def _write(
 
 async def _stream(
     generation: Generation,
-    engine: Engine,
+    ask: Callable[[LLMRequest], AsyncIterator[Chunk]],
     request: LLMRequest,
     router: ContentRouter | PlainRouter,
     spent: list[Usage],
     pending: Batches,
     clock: "_TokenClock",
-    deadline: float,
 ) -> None:
-    """Stream the answer in; reading never waits for a save. An answer cut off midway is
-    carried on from where it stopped, as often as the limits allow."""
-    limit = limits()
-    retrying = partial(_retrying, generation)
-    carry_ons = limit.auto_continues
+    """Stream the answer in (`ask`: the attempts at a request); reading never waits for a
+    save. An answer cut off midway is carried on from where it stopped, as often as the
+    limits allow."""
+    carry_ons = limits().auto_continues
     while True:
         written: list[str] = []
         reported: list[Usage] = []
         try:
-            answer = attempts.chunks(engine, request, limit, retrying, deadline)
-            async with aclosing(answer) as chunks:
+            async with aclosing(ask(request)) as chunks:
                 async for chunk in chunks:
                     if chunk.content or chunk.reasoning:
                         clock.tick()

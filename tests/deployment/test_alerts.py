@@ -41,4 +41,4 @@ def test_the_rules_speak_of_metrics_the_app_exposes():
     exposed = Client(REMOTE_ADDR="127.0.0.1").get("/metrics").text
     declared = set(re.findall(r"^# HELP (\w+) ", exposed, re.MULTILINE))  # with no sample yet
     for name in set(re.findall(r"medhastra_\w+", (RULES / "medhastra-alerts.yml").read_text())):
-        assert re.sub(r"_bucket$", "", name) in declared, name
+        assert re.sub(r"_(bucket|count)$", "", name) in declared, name

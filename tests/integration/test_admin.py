@@ -7,6 +7,7 @@ from django.contrib import admin
 from django.contrib.auth.models import Group
 from django.test import Client
 from django.urls import reverse
+from waffle.models import Flag, Sample, Switch
 
 from workflow.models import ChatMessage, StageRun, WorkflowRun
 
@@ -23,6 +24,9 @@ def test_every_admin_list_and_change_page_opens(admin_client, case):
     Group.objects.create(name="Ward 3")
     Client().post("/accounts/login/", {"username": "alice", "password": "wrong"})  # axes rows
     AccessFailureLog.objects.create(username="alice", ip_address="10.0.0.1", user_agent="x")
+    Flag.objects.create(name="streaming", everyone=None)
+    Switch.objects.create(name="a-switch")
+    Sample.objects.create(name="a-sample", percent=10)
 
     for model in admin.site._registry:
         names = model._meta.app_label, model._meta.model_name

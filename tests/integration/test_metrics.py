@@ -111,3 +111,35 @@ def test_each_process_answers_for_every_live_process_on_the_host(two_processes, 
     assert seen[("medhastra_open_event_streams", ())] == 0
     assert seen[("medhastra_running_generations", ())] == 0
     assert seen[done] == 2
+
+
+def test_a_killed_process_leaves_no_gauge_once_its_replacement_starts(
+    two_processes, alice, simulator, tmp_path
+):
+    """Killed (or out of memory), a process cannot say it died: its replacement clears it."""
+    (first, second), (first_process, _) = two_processes
+    case = ClinicalCase.objects.create(owner=alice, chief_complaint="Case")
+    simulator.configure(tps=2, words=200)
+    with httpx.Client(base_url=first, timeout=30) as http:
+        log_in(http, alice)
+        http.post(f"/cases/{case.pk}/stages/summary/run", headers=HTMX)
+        with http.stream("GET", f"/cases/{case.pk}/stages/summary/events") as stream:
+            lines = stream.iter_lines()
+            while next(lines) != "event: snapshot":
+                pass
+            first_process.kill()
+            first_process.wait()
+    assert scrape(second)[("medhastra_open_event_streams", ())] == 1  # still counted
+    url, replacement = start_server(
+        simulator, tmp_path / "daphne-3.log", PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics")
+    )
+    try:
+        seen = scrape(url)
+        assert seen[("medhastra_open_event_streams", ())] == 0
+        assert seen[("medhastra_running_generations", ())] == 0
+        interrupted = case.stage_runs.filter(status="interrupted")
+        wait_until(interrupted.exists, 20, "a live process's sweeper ends the dead one's work")
+        labels = (("kind", "stage"), ("stage", "summary"), ("status", "interrupted"))
+        assert scrape(url)[("medhastra_generations_total", labels)] == 1
+    finally:
+        stop_process(replacement)

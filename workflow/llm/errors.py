@@ -1,8 +1,11 @@
 """Provider failures: which are worth another attempt, and what they mean to a clinician."""
 
 import random
+import re
 
 import openai
+
+STREAM = re.compile(r"\bstream\b", re.IGNORECASE)  # not "upstream", not "stream_options"
 
 
 class FirstTokenTimeout(TimeoutError):
@@ -41,7 +44,7 @@ def cannot_stream(exc: BaseException) -> bool:
         case openai.RateLimitError():
             return False
         case openai.APIStatusError() if 400 <= exc.status_code < 500:
-            return "stream" in str(exc).lower()
+            return bool(STREAM.search(str(exc)))
         case FirstTokenTimeout() | openai.APIConnectionError():
             return True
     return False

@@ -21,6 +21,7 @@ class OpenAIEngine:
     ) -> None:
         self.model = model
         self.max_tokens = max_tokens
+        self.connect_timeout = connect_timeout
         self.label = model  # shown to clinicians: never the URL or anything else configured
         self.client = AsyncOpenAI(
             base_url=base_url,
@@ -54,7 +55,10 @@ class OpenAIEngine:
     async def answer(self, request: LLMRequest, wait: float | None = None) -> Chunk:
         """The whole answer in one response (no stream), read for up to `wait` seconds (else
         the client's read timeout, made for the gaps of a stream)."""
-        client = self.client if wait is None else self.client.with_options(timeout=wait)
+        if wait is None:
+            client = self.client
+        else:
+            client = self.client.with_options(timeout=Timeout(wait, connect=self.connect_timeout))
         data = await client.post(
             "/chat/completions",
             body={"model": self.model, "messages": request.messages, "max_tokens": self.max_tokens},
