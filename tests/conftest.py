@@ -8,6 +8,7 @@ over real HTTP. Tests that use the server need committed data: `transactional_db
 import asyncio
 import os
 import shlex
+import shutil
 import socket
 import subprocess
 import sys
@@ -150,6 +151,15 @@ def start_server(
             "medhastra.asgi:application"]  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     return url, _start(_on(cores, args), {**server_env(simulator), **env}, f"{url}/healthz", log)
+
+
+def installed(program: str, package: str) -> str:
+    """The path of a program a test needs (Debian's `package`); the test is skipped
+    without it, which fails it in CI for browser and deployment tests (see below)."""
+    path = shutil.which(program) or shutil.which(program, path="/usr/sbin:/sbin")
+    if path is None:
+        pytest.skip(f"{program} is not installed (apt-get install -y {package})")
+    return path
 
 
 def deployed_daphne_flags() -> list[str]:

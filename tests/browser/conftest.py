@@ -1,10 +1,9 @@
 """Real Chromium (Debian's) driven by Playwright against the real server."""
 
-import os
-import shutil
-
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
+
+from tests.conftest import installed
 
 CHROMIUM_FLAGS = [
     "--no-sandbox",
@@ -21,12 +20,7 @@ expect.set_options(timeout=20_000)
 # it is open, and tests outside this folder need that thread free for asyncio.run().
 @pytest.fixture(scope="module")
 def browser():
-    executable = shutil.which("chromium")
-    if executable is None:
-        message = "Debian's chromium is not installed (apt-get install -y chromium)"
-        if os.environ.get("CI"):
-            pytest.fail(f"{message}: browser tests may not be skipped in CI")
-        pytest.skip(message)
+    executable = installed("chromium", "chromium")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
         yield browser

@@ -3,7 +3,6 @@
 Daphne processes of the app."""
 
 import json
-import shutil
 import socket
 import subprocess
 import time
@@ -12,7 +11,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ROOT, free_port, log_in, start_server, stop_process, wait_until
+from tests.conftest import (
+    ROOT,
+    free_port,
+    installed,
+    log_in,
+    start_server,
+    stop_process,
+    wait_until,
+)
 from tests.streams import follow
 
 pytestmark = [pytest.mark.deployment, pytest.mark.django_db(transaction=True)]
@@ -20,19 +27,13 @@ pytestmark = [pytest.mark.deployment, pytest.mark.django_db(transaction=True)]
 LOCATIONS = ROOT / "deploy" / "nginx" / "medhastra-locations.conf"
 
 
-def _needs(program: str) -> str:
-    path = shutil.which(program) or shutil.which(program, path="/usr/sbin:/sbin")
-    if path is None:
-        pytest.skip(f"{program} is not installed (Debian: apt-get install {program})")
-    return path
-
-
 @pytest.fixture
 def redis_url(tmp_path):
     port = free_port()
     options = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
     redis = subprocess.Popen(
-        [_needs("redis-server"), *options, "--dir", str(tmp_path)], stdout=subprocess.DEVNULL
+        [installed("redis-server", "redis-server"), *options, "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
     )
     wait_until(lambda: _answers(port), 10, "Redis did not start")
     yield f"redis://127.0.0.1:{port}/0"
@@ -71,7 +72,7 @@ def _nginx(tmp_path: Path, upstreams: list[str]) -> tuple[str, subprocess.Popen]
             }}
         }}
     """)
-    nginx = subprocess.Popen([_needs("nginx"), "-c", str(config), "-p", str(tmp_path)])
+    nginx = subprocess.Popen([installed("nginx", "nginx"), "-c", str(config), "-p", str(tmp_path)])
     url = f"http://127.0.0.1:{port}"
     wait_until(lambda: _up(f"{url}/healthz"), 10, "nginx did not start")
     return url, nginx

@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from django.db import connection
 
-from tests.conftest import ROOT, _test_database_url, deployed_daphne_flags
+from tests.conftest import ROOT, _test_database_url, deployed_daphne_flags, installed
 from workflow.models import ClinicalCase, StageRun
 
 pytestmark = pytest.mark.deployment
@@ -19,18 +19,9 @@ pytestmark = pytest.mark.deployment
 UNITS = ROOT / "deploy" / "systemd"
 
 
-def _needed(program: str) -> str:
-    found = shutil.which(program)
-    if found is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"{program} is missing: deployment tests may not be skipped in CI")
-        pytest.skip(f"{program} is not installed")
-    return found
-
-
 def test_the_systemd_units_are_valid_as_installed(tmp_path):
     """As installed, with this checkout in place of /srv/medhastra."""
-    verify = _needed("systemd-analyze")
+    verify = installed("systemd-analyze", "systemd")
     for unit in ("medhastra-prepare.service", "medhastra@.service"):
         text = (UNITS / unit).read_text().replace("/srv/medhastra", str(ROOT))
         text = text.replace("/etc/medhastra/env", str(ROOT / "deploy" / "medhastra.env.example"))
@@ -68,7 +59,7 @@ def _postgres_tool(name: str, major: int) -> str:
             version = subprocess.run([candidate, "--version"], capture_output=True, text=True)
             if f") {major}." in version.stdout:
                 return str(candidate)
-    return _needed(f"{name}-{major}")
+    return installed(f"{name}-{major}", f"postgresql-client-{major}")
 
 
 @pytest.mark.django_db(transaction=True)
