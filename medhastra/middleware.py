@@ -4,6 +4,7 @@ import logging
 import re
 import time
 import uuid
+from contextlib import nullcontext
 
 from asgiref.sync import iscoroutinefunction
 from django.http import HttpResponseBadRequest
@@ -20,20 +21,24 @@ CASE_PATH = re.compile(r"/cases/(\d+)/")
 TEXT_CHARSETS = {"utf-8", "utf8", "us-ascii", "ascii"}
 
 
-def _both(get_response, before=None, after=None):
+def _both(get_response, *, before=None, after=None, around=None):
     """A middleware for sync and async stacks from `before(request)` (a response ends the
-    request there) and `after(response)`."""
+    request there), `after(request, response)`, and `around(request)`, a context manager
+    the request is handled in."""
     before = before or (lambda request: None)
-    after = after or (lambda response: response)
+    after = after or (lambda request, response: response)
+    around = around or (lambda request: nullcontext())
     if iscoroutinefunction(get_response):
 
         async def middleware(request):
-            return before(request) or after(await get_response(request))
+            with around(request):
+                return before(request) or after(request, await get_response(request))
 
     else:
 
         def middleware(request):
-            return before(request) or after(get_response(request))
+            with around(request):
+                return before(request) or after(request, get_response(request))
 
     return middleware
 
@@ -60,7 +65,7 @@ def private_responses(get_response):
     """Patient pages, fragments and event streams are never stored by a browser or a proxy:
     every response that does not say otherwise gets `Cache-Control: no-store`."""
 
-    def mark(response):
+    def mark(request, response):
         if not response.has_header("Cache-Control"):
             add_never_cache_headers(response)
         return response
@@ -74,38 +79,25 @@ def request_ids(get_response):
     carried with the case's id by every line logged while the request is handled, and
     by one line of its own: method, path (never the query string), status, time."""
 
-    def ids_of(request) -> dict:
+    def ids_of(request):
+        request.started = time.monotonic()
         sent = request.headers.get("X-Request-ID", "")
         request.id = sent if REQUEST_ID.fullmatch(sent) else uuid.uuid4().hex[:16]
         case = CASE_PATH.match(request.path_info)
-        return {"request": request.id, "case": int(case[1]) if case else None}
+        return logs.ids(request=request.id, case=int(case[1]) if case else None)
 
-    def done(request, response, started: float):
+    def done(request, response):
         response["X-Request-ID"] = request.id
         requests_log.info(
             "%s %s %s %.0f ms",
             request.method,
             request.path_info,
             response.status_code,
-            (time.monotonic() - started) * 1000,
+            (time.monotonic() - request.started) * 1000,
         )
         return response
 
-    if iscoroutinefunction(get_response):
-
-        async def middleware(request):
-            started = time.monotonic()
-            with logs.ids(**ids_of(request)):
-                return done(request, await get_response(request), started)
-
-    else:
-
-        def middleware(request):
-            started = time.monotonic()
-            with logs.ids(**ids_of(request)):
-                return done(request, get_response(request), started)
-
-    return middleware
+    return _both(get_response, around=ids_of, after=done)
 
 
 @sync_and_async_middleware
@@ -120,14 +112,4 @@ def flag_cookies(get_response):
             waffle.process_response(request, response)
         return response
 
-    if iscoroutinefunction(get_response):
-
-        async def middleware(request):
-            return cookies(request, await get_response(request))
-
-    else:
-
-        def middleware(request):
-            return cookies(request, get_response(request))
-
-    return middleware
+    return _both(get_response, after=cookies)
