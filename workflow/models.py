@@ -298,15 +298,8 @@ class ClinicalCase(models.Model):
         clinician = get_user_model().objects.select_for_update(no_key=True)
         clinician.filter(pk=self.owner_id).values_list("pk").first()
         now = timezone.now()
-        today = Q(queued_at__gte=quotas.day_start(now)) & ~Q(engine=demo.LABEL)
-        used = Coalesce(F("prompt_tokens"), 0) + Coalesce(F("completion_tokens"), 0)
-        active, tokens_today = 0, 0
-        for model in GENERATIONS:
-            theirs = model.objects.filter(case__owner=self.owner_id).aggregate(
-                active=Count("pk", filter=Q(status__in=ACTIVE)),
-                tokens=Coalesce(Sum(used, filter=today), 0),
-            )
-            active, tokens_today = active + theirs["active"], tokens_today + theirs["tokens"]
+        spent = [m.objects.spending(self.owner_id, quotas.day_start(now)) for m in GENERATIONS]
+        active, tokens_today = (sum(column) for column in zip(*spent, strict=True))
         refusal = quotas.refusal(
             quotas.Spending(active, None if offline() else tokens_today),
             starting,
@@ -427,6 +420,18 @@ class GenerationQuerySet(models.QuerySet):
 
     def expired(self):
         return self.filter(lease_ran_out())
+
+    def spending(self, owner_id: int, since) -> tuple[int, int]:
+        """How many of a clinician's generations are queued or running, and the provider
+        tokens theirs used since `since`. Reads only those rows (by the active and the
+        `queued_at` indexes), however long the clinician's history."""
+        recent = Q(queued_at__gte=since) & ~Q(engine=demo.LABEL)
+        used = Coalesce(F("prompt_tokens"), 0) + Coalesce(F("completion_tokens"), 0)
+        found = self.filter(Q(status__in=ACTIVE) | recent, case__owner=owner_id).aggregate(
+            active=Count("pk", filter=Q(status__in=ACTIVE)),
+            tokens=Coalesce(Sum(used, filter=recent), 0),
+        )
+        return found["active"], found["tokens"]
 
 
 class Generation(Streamable, models.Model):
@@ -809,6 +814,7 @@ class StageRun(Generation):
         ordering = ["-queued_at", "-id"]
         indexes = [
             models.Index(fields=["case", "stage_key", "-queued_at"]),
+            models.Index(fields=["queued_at"], name="stagerun_queued_at"),  # a day's quotas
             models.Index(  # for the lease sweeper, which looks every few seconds
                 fields=["lease_expires_at"],
                 condition=Q(status__in=["queued", "running"]),
@@ -898,6 +904,7 @@ class ChatMessage(Generation):
         ordering = ["queued_at", "id"]
         indexes = [
             models.Index(fields=["case", "queued_at"]),
+            models.Index(fields=["queued_at"], name="chatmessage_queued_at"),  # a day's quotas
             models.Index(
                 fields=["lease_expires_at"],
                 condition=Q(status__in=["queued", "running"]),
