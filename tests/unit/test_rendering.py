@@ -1,8 +1,10 @@
 """Model text reaches the page escaped while it streams and sanitised when it is final."""
 
 import re
+from html.parser import HTMLParser
 
-from django.template.loader import render_to_string
+from hypothesis import given
+from hypothesis import strategies as st
 
 from workflow import fragments, workspace
 from workflow.markdown import render
@@ -12,8 +14,37 @@ HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
 
 
 def _delta(texts: dict[str, str]) -> str:
-    context = {"prefix": "stage-run", "id": 7, "texts": texts}
-    return render_to_string(f"{fragments.PAGE}#delta", context)
+    return fragments.delta("stage-run", 7, texts)
+
+
+class _Appends(HTMLParser):
+    """What a page does with a delta: (swap target, text) for each appended span."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.found: list[tuple[str, str]] = []
+        self.elements: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.elements.append(tag)
+        if tag == "div":
+            self.found.append((dict(attrs)["hx-swap-oob"], ""))
+
+    def handle_data(self, data):
+        target, text = self.found[-1]
+        self.found[-1] = (target, text + data)
+
+
+CHANNELS = st.sampled_from(["reasoning", "summary", "thinking"])
+
+
+@given(st.dictionaries(CHANNELS, st.text(min_size=1), min_size=1))
+def test_a_delta_appends_exactly_the_text_to_each_channel(texts):
+    page = _Appends()
+    page.feed(_delta(texts))
+    page.close()
+    assert page.found == [(f"beforeend:#stage-run-7-{c}", text) for c, text in texts.items()]
+    assert page.elements == ["div", "span"] * len(texts)  # the text made no element
 
 
 def test_streamed_text_is_escaped():
