@@ -1,6 +1,6 @@
 import asyncio
 import functools
-from datetime import timedelta
+from datetime import datetime, timedelta
 from itertools import chain
 
 from django.conf import settings
@@ -421,7 +421,7 @@ class GenerationQuerySet(models.QuerySet):
     def expired(self):
         return self.filter(lease_ran_out())
 
-    def spending(self, owner_id: int, since) -> tuple[int, int]:
+    def spending(self, owner_id: int, since: datetime) -> tuple[int, int]:
         """How many of a clinician's generations are queued or running, and the provider
         tokens theirs used since `since`. Reads only those rows (by the active and the
         `queued_at` indexes), however long the clinician's history."""
