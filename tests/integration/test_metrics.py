@@ -118,6 +118,9 @@ def test_a_killed_process_leaves_no_gauge_once_its_replacement_starts(
 ):
     """Killed (or out of memory), a process cannot say it died: its replacement clears it."""
     (first, second), (first_process, _) = two_processes
+    labels = (("kind", "stage"), ("stage", "summary"), ("status", "interrupted"))
+    counted = ("medhastra_generations_total", labels)
+    before = scrape(server_url)[counted]  # the suite's server counted earlier tests' too
     case = ClinicalCase.objects.create(owner=alice, chief_complaint="Case")
     simulator.configure(tps=2, words=200)
     with httpx.Client(base_url=first, timeout=30) as http:
@@ -139,13 +142,11 @@ def test_a_killed_process_leaves_no_gauge_once_its_replacement_starts(
         assert seen[("medhastra_running_generations", ())] == 0
         interrupted = case.stage_runs.filter(status="interrupted")
         wait_until(interrupted.exists, 20, "a live process's sweeper ends the dead one's work")
-        labels = (("kind", "stage"), ("stage", "summary"), ("status", "interrupted"))
-        counted = ("medhastra_generations_total", labels)
 
         def count() -> float:  # by whichever sweeper got there: this host's or the suite's
             return scrape(url)[counted] + scrape(server_url)[counted]  # server (another host)
 
         # Counted just after the ending is saved: a scrape may fall in between.
-        wait_until(lambda: count() == 1, 5, "the interrupted run is counted once")
+        wait_until(lambda: count() == before + 1, 5, "the interrupted run is counted once")
     finally:
         stop_process(replacement)
