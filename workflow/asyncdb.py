@@ -8,6 +8,7 @@ event loop; the ORM still writes them (`sql_of`, `update_sql_of`) where it can.
 
 import asyncio
 import math
+import select
 import time
 import weakref
 from collections.abc import AsyncIterator
@@ -28,20 +29,28 @@ _pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncConnectionPool
 )
 
 
-# A connection broken while idle (a database restart) must not cost a save: one idle this
-# long is checked before use. One in use a moment ago is not: that round trip would come
-# before every save of a stream (profiled: as much CPU as the save's own statement).
+# A connection the database dropped (a restart, a failover) must not cost a save. One
+# that sat idle a while is checked with a round trip before use; one in use a moment ago
+# only if its socket has something to read (the database's goodbye): a round trip before
+# every save of every stream would cost as much CPU as the save itself (profiled).
 CHECK_AFTER_IDLE_SECONDS = 1.0
-_returned_at: weakref.WeakKeyDictionary[AsyncConnection, float] = weakref.WeakKeyDictionary()
+_last_used: weakref.WeakKeyDictionary[AsyncConnection, float] = weakref.WeakKeyDictionary()
 
 
-async def _check_if_idle(connection: AsyncConnection) -> None:
-    if time.monotonic() - _returned_at.get(connection, -math.inf) >= CHECK_AFTER_IDLE_SECONDS:
+async def _check_if_idle_or_dropped(connection: AsyncConnection) -> None:
+    idle = time.monotonic() - _last_used.get(connection, -math.inf)
+    said_something, _, _ = select.select([connection.pgconn.socket], [], [], 0)
+    if idle >= CHECK_AFTER_IDLE_SECONDS or said_something:
         await AsyncConnectionPool.check_connection(connection)
 
 
-async def _returned(connection: AsyncConnection) -> None:
-    _returned_at[connection] = time.monotonic()
+@asynccontextmanager
+async def _connection() -> AsyncIterator[AsyncConnection]:
+    async with (await _pool()).connection() as connection:
+        try:
+            yield connection
+        finally:
+            _last_used[connection] = time.monotonic()
 
 
 def _connection_params() -> dict[str, Any]:
@@ -59,8 +68,7 @@ async def _pool() -> AsyncConnectionPool:
         pool = _pools[loop] = AsyncConnectionPool(
             kwargs={**_connection_params(), "autocommit": True},
             connection_class=AsyncConnection,
-            check=_check_if_idle,
-            reset=_returned,
+            check=_check_if_idle_or_dropped,
             min_size=1,
             max_size=10,
             open=False,
@@ -72,7 +80,7 @@ async def _pool() -> AsyncConnectionPool:
 @asynccontextmanager
 async def transaction() -> AsyncIterator[AsyncConnection]:
     """A connection of the pool in a transaction, committed unless the block raises."""
-    async with (await _pool()).connection() as connection, connection.transaction():
+    async with _connection() as connection, connection.transaction():
         yield connection
 
 
@@ -89,7 +97,7 @@ async def fetch_all(
     query: Any, params: Params = (), on: AsyncConnection | None = None
 ) -> list[tuple]:
     if on is None:
-        async with (await _pool()).connection() as connection:
+        async with _connection() as connection:
             return await fetch_all(query, params, connection)
     cursor = await on.execute(query, params)
     return await cursor.fetchall() if cursor.description else []
