@@ -423,8 +423,8 @@ class GenerationQuerySet(models.QuerySet):
 
     def spending(self, owner_id: int, since: datetime) -> tuple[int, int]:
         """How many of a clinician's generations are queued or running, and the provider
-        tokens theirs used since `since`. Reads only those rows (by the active and the
-        `queued_at` indexes), however long the clinician's history."""
+        tokens theirs used since `since`. Reads only those rows (by the partial index of
+        active generations and the `queued_at` index), however long their history."""
         recent = Q(queued_at__gte=since) & ~Q(engine=demo.LABEL)
         used = Coalesce(F("prompt_tokens"), 0) + Coalesce(F("completion_tokens"), 0)
         found = self.filter(Q(status__in=ACTIVE) | recent, case__owner=owner_id).aggregate(

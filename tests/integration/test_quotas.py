@@ -3,10 +3,12 @@ in a day, the size of each case field and chat message. Each refusal says which 
 was hit and when it frees up, in the page."""
 
 import threading
+from datetime import timedelta
 
 import pytest
 from django.db import connection
 from django.test import Client
+from django.utils import timezone
 
 from tests.conftest import wait_until
 from workflow.models import CannotStart, ChatMessage, ClinicalCase, StageRun, Status
@@ -112,6 +114,22 @@ def test_a_used_up_daily_budget_is_refused_with_when_it_renews(alice_http, alice
     )
     assert "renews at 00:00 UTC, in" in refused.text
     assert not case.stage_runs.exists()
+
+
+def test_yesterdays_tokens_renew_but_a_generation_running_since_yesterday_still_counts(
+    alice, settings
+):
+    settings.MAX_ACTIVE_GENERATIONS = 1
+    case, other = _cases(alice, 2)
+    _spent(other, 10_000_000)
+    StageRun.objects.update(queued_at=timezone.now() - timedelta(days=1))
+    (started,), _ = case.start_stage_runs(("summary",))  # yesterday's budget renewed
+    started.delete()
+
+    StageRun.objects.create(case=other, stage_key="differential", status=Status.RUNNING,
+                            queued_at=timezone.now() - timedelta(days=1))  # fmt: skip
+    with pytest.raises(CannotStart, match="you have 1 generations running or queued"):
+        case.start_stage_runs(("summary",))
 
 
 def test_the_offline_demo_engine_is_exempt_from_the_budget(alice, settings):
