@@ -53,11 +53,12 @@ def test_it_streams_the_reasoning_and_the_summary(page, alice, simulator):
     expect(bubble.locator("[data-summary=summary]")).to_contain_text("Simulated summary")
     meta = page.locator("#reasoning-summary .run-meta")
     expect(meta).to_contain_text("simulator")  # the model, when, and how long it took
-    expect(meta.locator("time")).to_have_text(re.compile(r"^\d{1,2} \w{3}, \d\d:\d\d$"))
+    expect(meta.locator("time")).to_have_text(re.compile(r"^\d{1,2} \w{3}, \d\d:\d\d UTC$"))
     expect(meta).to_contain_text(re.compile(r"took \d"))
     details = page.locator("#reasoning-summary .run-details")  # the rest, on request
     expect(details.get_by_text("First text after")).to_be_hidden()
     details.get_by_text("Technical details").click()
+    expect(details.get_by_text("First text after")).to_be_visible()
     expect(details).to_contain_text(re.compile(r"First text after .*\d+ tokens generated", re.S))
     expect(page.locator("#reasoning-summary .typing")).to_have_count(0)
 
