@@ -1,10 +1,10 @@
-"""The bundles of page partials sent to a page: what answers a start, what a snapshot and
-an end carry, and each delta.
+"""What is sent to a page: the bundles of page partials that answer a start and that a
+snapshot and an end carry, and each delta.
 
 Every bundle is rendered from the workspace page's own partials with `hx-swap-oob`, so a
-snapshot and a page load can never disagree; but for a delta, which no page load shows,
-and which every event of every stream carries: a template render cost as much as the rest
-of a token's way (profiled), so it is built here.
+snapshot and a page load can never disagree. A delta, which no page load shows and every
+event of every stream carries, is built here instead: from a template it cost four times
+the CPU.
 """
 
 from dataclasses import dataclass
@@ -28,7 +28,7 @@ class Snapshot:
     html: str
 
 
-def render(request: HttpRequest | None, partial: str, context: dict) -> str:
+def render(request: HttpRequest, partial: str, context: dict) -> str:
     """One partial of the workspace page, as the page itself renders it."""
     return render_to_string(f"{PAGE}#{partial}", context, request)
 

@@ -444,8 +444,8 @@ that no text arrives after it).
 ![Token latency against concurrent streams, product beside the bare relay]({path.stem}.svg)
 
 **All at once.** The worst burst: all N clinicians click Run in the same second, once.
-Starting a stage costs the server a few tens of milliseconds of CPU (the request, the
-first snapshot, the runner's setup), so N starts queue on its one core and the first
+Starting and ending a stage costs the server tens of milliseconds of CPU (two requests,
+two snapshots, the runner's setup and ending), so N starts queue on its one core and the first
 tokens of every stream wait behind them.
 
 {BURST_HEADER}
