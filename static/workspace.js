@@ -116,10 +116,25 @@
     }
     const showAll = panel.querySelector("[data-show-all-stages]");
     if (showAll) { showAll.hidden = !key; }
+    markCurrentStage();
     const url = new URL(window.location.href);
     if (key) { url.searchParams.set("stage", key); } else { url.searchParams.delete("stage"); }
     history.replaceState(null, "", url);
   }
+
+  // The stepper is redrawn by events that know nothing of the selection: mark it again.
+  function markCurrentStage() {
+    const panel = document.getElementById("reasoning-panel");
+    const key = panel && panel.dataset.selected;
+    document.querySelectorAll("[data-select-stage]").forEach(function (link) {
+      if (link.dataset.selectStage === key) {
+        link.setAttribute("aria-current", "true");
+      } else {
+        link.removeAttribute("aria-current");
+      }
+    });
+  }
+  document.addEventListener("htmx:oobAfterSwap", markCurrentStage);
 
   function tick() {
     document.querySelectorAll("[data-started-at] .elapsed").forEach(function (el) {

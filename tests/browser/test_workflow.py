@@ -51,13 +51,22 @@ def test_a_group_streams_stage_by_stage_and_then_a_follow_up_streams(workspace, 
 def test_selecting_a_stage_shows_its_reasoning(workspace, simulator):
     page = workspace
     page.locator("[data-action=run-group][data-group-key=assessment]").click()
+    summary = page.get_by_role("link", name="Problem representation")
+    summary.click()  # while the group runs: its events redraw the stepper
+    expect(summary).to_have_attribute("aria-current", "true")  # what a screen reader hears
     expect(_step(page, "differential")).to_have_attribute("data-status", "complete", timeout=30_000)
-    page.get_by_role("link", name="Differential diagnosis").click()
+    expect(summary).to_have_attribute("aria-current", "true")  # kept through the redraws
+    differential = page.get_by_role("link", name="Differential diagnosis")
+    differential.click()
     expect(page.locator("#reasoning-differential")).to_be_visible()
     expect(page.locator("#reasoning-summary")).to_be_hidden()
     assert page.url.endswith("?stage=differential")
+    expect(summary).not_to_have_attribute("aria-current", "true")
+    page.reload()
+    expect(differential).to_have_attribute("aria-current", "true")
     page.get_by_role("button", name="Show all stages").click()
     expect(page.locator("#reasoning-summary")).to_be_visible()
+    expect(differential).not_to_have_attribute("aria-current", "true")
 
 
 def test_editing_the_case_turns_the_stages_stale(workspace, case, simulator):
