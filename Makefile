@@ -2,6 +2,7 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
+AXE := node_modules/axe-core/axe.min.js
 
 .PHONY: run test test-under-load lint bench simulator clean
 
@@ -10,6 +11,11 @@ $(STAMP): requirements.lock pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock
 	@rm -f $(VENV)/.installed-* && touch $@
 
+# axe-core, which the browser tests inject into pages (without npm they are skipped).
+$(AXE): package-lock.json
+	@if command -v npm >/dev/null; then npm ci --no-audit --no-fund --silent && touch $@; \
+	else echo "npm not found: the accessibility checks will be skipped"; fi
+
 # Local work: DEBUG on (the app's default is production).
 run: export DEBUG ?= true
 run: $(STAMP)
@@ -17,13 +23,13 @@ run: $(STAMP)
 	@$(PY) manage.py ensure_dev_clinician
 	$(VENV)/bin/daphne -b 127.0.0.1 -p 8000 medhastra.asgi:application
 
-test: $(STAMP)
+test: $(STAMP) $(AXE)
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # The suite three times in a row while stress-ng (Debian's) keeps both cores busy: its
 # timing must hold on a loaded machine, with no timeout raised for it.
-test-under-load: $(STAMP)
+test-under-load: $(STAMP) $(AXE)
 	@command -v stress-ng >/dev/null || { echo "needs stress-ng (apt-get install -y stress-ng)"; exit 1; }
 	stress-ng --cpu 2 --cpu-load 100 --quiet & trap "kill $$!" EXIT; \
 	for n in 1 2 3; do $(PY) -m pytest -q $(PYTEST_ARGS) || exit 1; done
@@ -41,4 +47,4 @@ simulator: $(STAMP)
 	$(PY) -m tests.llm_simulator
 
 clean:
-	rm -rf $(VENV)
+	rm -rf $(VENV) node_modules

@@ -1,0 +1,68 @@
+"""WCAG 2.2 AA, as axe-core 4.14 checks it, on every page and state a clinician meets."""
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser.accessibility import violations
+from tests.browser.conftest import log_in
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def _step(page, key):
+    return page.locator(f"li[data-stage-key={key}]")
+
+
+def _accessible(page, state: str) -> None:
+    found = violations(page)
+    assert not found, f"{state}: " + "\n".join(found)
+
+
+def test_login_case_list_and_case_form(page, alice, case):
+    page.goto("/")
+    _accessible(page, "login")
+    page.get_by_label("Username").fill("alice")
+    page.get_by_label("Password").fill("wrong")
+    page.get_by_role("button", name="Log in").click()
+    _accessible(page, "login refused")
+    log_in(page, "alice", "alice-password-1")
+    _accessible(page, "case list")
+    page.get_by_role("link", name="New case").first.click()
+    page.get_by_role("button", name="Create case").click()
+    _accessible(page, "case form with errors")
+
+
+def test_workspace_idle_streaming_stopped_and_complete(workspace, simulator):
+    page = workspace
+    _accessible(page, "workspace idle")
+    simulator.configure(tps=15, words=300)
+    page.locator("[data-action=run-stage][data-stage-key=summary]").first.click()
+    expect(page.locator("[data-reasoning=summary]")).to_contain_text("Simulated")
+    _accessible(page, "streaming")
+    page.get_by_role("button", name="Stop").first.click()
+    expect(_step(page, "summary")).to_have_attribute("data-status", "cancelled")
+    _accessible(page, "stopped")
+    simulator.configure(tps=200, words=40)
+    page.locator("[data-action=run-group][data-group-key=assessment]").click()
+    expect(_step(page, "differential")).to_have_attribute("data-status", "complete", timeout=30_000)
+    _accessible(page, "complete")
+    page.locator("[data-action=run-stage][data-stage-key=summary]").first.click()
+    expect(_step(page, "differential")).to_have_attribute("data-status", "stale", timeout=30_000)
+    expect(_step(page, "summary")).to_have_attribute("data-status", "complete", timeout=30_000)
+    _accessible(page, "stale")
+
+
+def test_workspace_error(workspace, simulator):
+    page = workspace
+    simulator.configure(faults=["401"])
+    page.locator("[data-action=run-stage][data-stage-key=summary]").first.click()
+    expect(_step(page, "summary")).to_have_attribute("data-status", "error", timeout=30_000)
+    _accessible(page, "error")
+
+
+def test_a_phone(page, alice, case, simulator):
+    page.set_viewport_size({"width": 390, "height": 844})
+    log_in(page, "alice", "alice-password-1")
+    _accessible(page, "case list at 390 px")
+    page.goto(f"/cases/{case.pk}/")
+    _accessible(page, "workspace at 390 px")
