@@ -5,6 +5,9 @@ from workflow.models import ClinicalCase
 
 
 class ClinicalCaseForm(forms.ModelForm):
+    """The case's facts; a field's help and errors are what its `aria-describedby` names
+    (ids Django gives them), and after a failed submit the first wrong field has focus."""
+
     class Meta:
         model = ClinicalCase
         fields = ClinicalCase.FIELDS
@@ -17,6 +20,12 @@ class ClinicalCaseForm(forms.ModelForm):
             "chief_complaint": "Why the patient is here, in a few words: “chest pain for 2 hours”.",
             "vitals": "E.g. HR 104, BP 128/76, RR 20, SpO2 95 % on air, T 37.2 °C.",
         }
+
+    def full_clean(self):
+        super().full_clean()
+        first_wrong = next((name for name in self.fields if name in self.errors), None)
+        if first_wrong:
+            self.fields[first_wrong].widget.attrs["autofocus"] = True
 
     def clean_age(self):
         age = self.cleaned_data["age"]

@@ -1,5 +1,7 @@
 """WCAG 2.2 AA, as axe-core 4.14 checks it, on every page and state a clinician meets."""
 
+import re
+
 import pytest
 from playwright.sync_api import expect
 
@@ -66,3 +68,20 @@ def test_a_phone(page, alice, case, simulator):
     _accessible(page, "case list at 390 px")
     page.goto(f"/cases/{case.pk}/")
     _accessible(page, "workspace at 390 px")
+
+
+def test_a_failed_submit_focuses_the_first_wrong_field_and_links_its_error(page, alice):
+    log_in(page, "alice", "alice-password-1")
+    page.goto("/cases/new/")
+    page.get_by_label("Age").fill("200")
+    page.get_by_role("button", name="Create case").click()
+    expect(page.get_by_role("alert")).to_have_text("Please correct the fields marked below.")
+    age = page.get_by_label("Age")
+    expect(age).to_be_focused()
+    expect(age).to_have_accessible_description("Enter an age in years, from 0 to 130.")
+    complaint = page.get_by_label("Chief complaint")
+    expect(complaint).to_have_accessible_description(
+        "Why the patient is here, in a few words: “chest pain for 2 hours”. "
+        "This field is required."
+    )
+    expect(page.get_by_label("History")).not_to_have_attribute("aria-describedby", re.compile("."))
