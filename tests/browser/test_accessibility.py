@@ -81,7 +81,6 @@ def test_a_failed_submit_focuses_the_first_wrong_field_and_links_its_error(page,
     expect(age).to_have_accessible_description("Enter an age in years, from 0 to 130.")
     complaint = page.get_by_label("Chief complaint")
     expect(complaint).to_have_accessible_description(
-        "Why the patient is here, in a few words: “chest pain for 2 hours”. "
-        "This field is required."
+        "Why the patient is here, in a few words: “chest pain for 2 hours”. This field is required."
     )
     expect(page.get_by_label("History")).not_to_have_attribute("aria-describedby", re.compile("."))
