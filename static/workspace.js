@@ -136,6 +136,42 @@
   }
   document.addEventListener("htmx:oobAfterSwap", markCurrentStage);
 
+  // Focus is never lost to a redraw. When an event replaces the control the clinician
+  // last used, focus goes to its counterpart in the new markup: the same stage's or
+  // group's Stop while it runs and its Run again once it is over; the chat input after
+  // Send or a reply's Stop. Focus the clinician has moved elsewhere is left alone.
+  let lastUsed = null;
+  document.addEventListener("focusin", function (event) { lastUsed = event.target; });
+
+  function counterparts(used) {
+    const data = used.dataset;
+    if (used.closest("#chat-form") || data.messageId) { return ["#chat-input"]; }
+    if (data.selectStage) { return ['[data-select-stage="' + CSS.escape(data.selectStage) + '"]']; }
+    if (data.stageKey) {
+      const step = "#step-" + CSS.escape(data.stageKey);
+      return [step + " [data-action=cancel]", step + " [data-action=run-stage]",
+              step + " [data-select-stage]"];
+    }
+    if (data.groupKey) {
+      const group = '[data-group-key="' + CSS.escape(data.groupKey) + '"]';
+      return ["[data-action=cancel]" + group, "[data-action=run-group]" + group];
+    }
+    return [];
+  }
+
+  function keepFocus() {
+    const lost = !document.activeElement || document.activeElement === document.body;
+    if (!lastUsed || lastUsed.isConnected || !lost) { return; }
+    for (const selector of counterparts(lastUsed)) {
+      const next = document.querySelector(selector);
+      if (next && !next.disabled) {
+        next.focus();
+        return;
+      }
+    }
+  }
+  document.addEventListener("htmx:oobAfterSwap", keepFocus);
+
   function tick() {
     document.querySelectorAll("[data-started-at] .elapsed").forEach(function (el) {
       const started = Date.parse(el.closest("[data-started-at]").dataset.startedAt);
@@ -146,11 +182,12 @@
   setInterval(tick, 1000);
   document.addEventListener("htmx:sseMessage", tick);
 
-  // Enter sends; Shift+Enter breaks the line.
+  // Enter sends; Shift+Enter breaks the line. While a reply is written the input stays
+  // focusable but read-only.
   document.addEventListener("keydown", function (event) {
     if (event.key !== "Enter" || event.shiftKey || event.isComposing) { return; }
     const input = event.target.closest("#chat-input");
-    if (!input || !input.value.trim()) { return; }
+    if (!input || input.readOnly || !input.value.trim()) { return; }
     event.preventDefault();
     input.form.requestSubmit();
   });

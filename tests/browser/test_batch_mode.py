@@ -40,7 +40,7 @@ def test_with_streaming_off_the_panels_name_the_phase_then_show_the_whole_text(
     page.get_by_label("Ask a follow-up question").fill("And then?")
     page.get_by_label("Ask a follow-up question").press("Enter")
     expect(page.locator("#chat-log [data-batch-phase]")).to_be_visible()
-    expect(page.get_by_label("Ask a follow-up question")).to_be_enabled(timeout=20_000)
+    expect(page.get_by_label("Ask a follow-up question")).to_be_editable(timeout=20_000)
     expect(page.locator("#chat-log [data-batch-phase]")).to_have_count(0)
     assert squash(page.locator("[data-reply]").inner_text()) == squash(
         simulator.sent()[-1]["content"]

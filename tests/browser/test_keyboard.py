@@ -1,5 +1,5 @@
 """Usable with a keyboard, as a clinician without a mouse meets it in Chromium: skip links
-lead past the stepper, and the focus ring can be seen (issue 13, in part)."""
+lead past the stepper, the focus ring can be seen, and focus is never lost to a redraw."""
 
 import re
 
@@ -73,3 +73,46 @@ def test_the_focus_ring_stands_out_three_to_one(workspace):
         workspace.keyboard.press("Tab")
         ring, ground = workspace.evaluate(RING_AND_GROUND)
         assert _contrast(ring, ground) >= 3, (ring, ground)
+
+
+def _tab_to(page, target, most: int = 100) -> None:
+    """Press Tab until `target` has focus, as a keyboard user would."""
+    for _ in range(most):
+        page.keyboard.press("Tab")
+        if target.evaluate("(element) => element === document.activeElement"):
+            return
+    raise AssertionError(f"{target} cannot be reached with Tab")
+
+
+def test_run_stop_continue_and_ask_with_the_keyboard_alone(workspace, simulator):
+    page = workspace
+    simulator.configure(tps=15, words=300)
+    _tab_to(page, page.get_by_role("button", name="Run problem representation"))
+    page.keyboard.press("Enter")
+    stop = page.get_by_role("button", name="Stop problem representation")
+    expect(stop).to_be_focused()  # the Run pressed was redrawn as this Stop
+    expect(page.locator("[data-reasoning=summary]")).to_contain_text("Simulated")
+
+    page.keyboard.press("Space")
+    run_again = page.get_by_role("button", name="Run again: problem representation")
+    expect(run_again).to_be_focused()
+    expect(page.locator("#step-summary")).to_have_attribute("data-status", "cancelled")
+
+    simulator.configure(tps=200, words=300)
+    _tab_to(page, page.locator("#reasoning-summary [data-action=continue]"))
+    page.keyboard.press("Enter")
+    expect(stop).to_be_focused()
+    expect(page.locator("#step-summary")).to_have_attribute("data-status", "complete")
+    expect(run_again).to_be_focused()  # on completion, as after a Stop
+
+    simulator.configure(tps=15, words=40)
+    question = page.get_by_label("Ask a follow-up question")
+    _tab_to(page, question)
+    page.keyboard.type("Which test comes first?")
+    page.keyboard.press("Enter")
+    expect(page.locator("[data-reply]")).to_contain_text("the")
+    expect(question).to_be_focused()  # read-only while the reply is written
+    expect(question).not_to_be_editable()
+    expect(question).to_be_editable(timeout=30_000)
+    expect(question).to_be_focused()
+    expect(question).to_have_value("")

@@ -42,7 +42,7 @@ def test_every_page_state_keeps_to_the_content_security_policy(
     expect(page.locator("#reasoning-summary")).to_be_hidden()
     page.get_by_label("Ask a follow-up question").fill("What next?")
     page.get_by_label("Ask a follow-up question").press("Enter")
-    expect(page.get_by_label("Ask a follow-up question")).to_be_enabled(timeout=30_000)
+    expect(page.get_by_label("Ask a follow-up question")).to_be_editable(timeout=30_000)
     page.get_by_role("link", name="Edit case").click()
     page.get_by_label("Vitals").fill("HR 120")
     page.get_by_role("button", name="Save").click()
@@ -107,7 +107,7 @@ def test_links_the_model_writes_go_nowhere_in_any_panel(workspace, simulator):
     page.get_by_label("Ask a follow-up question").fill("Sources?")
     page.get_by_label("Ask a follow-up question").press("Enter")
     expect(page.locator("[data-reply]")).to_contain_text("evil.example/bare", timeout=30_000)
-    expect(page.get_by_label("Ask a follow-up question")).to_be_enabled(timeout=30_000)
+    expect(page.get_by_label("Ask a follow-up question")).to_be_editable(timeout=30_000)
 
     for panel in (reasoning, page.locator("[data-summary=summary]"), page.locator("[data-reply]")):
         expect(panel).to_contain_text("the guideline (https://evil.example/?case=leak)")

@@ -36,7 +36,7 @@ def test_a_group_streams_stage_by_stage_and_then_a_follow_up_streams(workspace, 
     box.press("Enter")
     question = page.locator("[data-chat-message][data-role=user]")
     expect(question).to_have_text("Which can't-miss diagnosis\ncomes first?")
-    expect(page.get_by_label("Ask a follow-up question")).to_be_disabled()
+    expect(page.get_by_label("Ask a follow-up question")).not_to_be_editable()
     reply = page.locator("[data-reply]")
     expect(reply).to_contain_text("the")
     seen = [len(reply.inner_text())]
@@ -44,7 +44,7 @@ def test_a_group_streams_stage_by_stage_and_then_a_follow_up_streams(workspace, 
         page.wait_for_timeout(400)
         seen.append(len(reply.inner_text()))
     assert seen[-1] > seen[0], seen
-    expect(page.get_by_label("Ask a follow-up question")).to_be_enabled(timeout=30_000)
+    expect(page.get_by_label("Ask a follow-up question")).to_be_editable(timeout=30_000)
     expect(page.get_by_label("Ask a follow-up question")).to_have_value("")
 
 
