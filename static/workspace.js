@@ -172,6 +172,51 @@
   }
   document.addEventListener("htmx:oobAfterSwap", keepFocus);
 
+  // Screen readers hear what matters once. A stage starting, ending or being retried is
+  // said in a status region no event redraws (a redrawn region's words are lost); the
+  // chat log is busy while a summary or reply is written, so it is read whole when done.
+  const FAILED = new Set(["error", "interrupted", "cancelled"]);
+  let heard = null;
+
+  function stagesNow() {
+    const now = new Map();
+    document.querySelectorAll("#stepper li[data-stage-key]").forEach(function (step) {
+      const notice = document.querySelector('[data-notice="' + CSS.escape(step.dataset.stageKey) + '"]');
+      now.set(step.dataset.stageKey, { step: step, status: step.dataset.status,
+                                       notice: notice ? notice.textContent : "" });
+    });
+    return now;
+  }
+
+  function whatChanged(key, stage) {
+    const before = heard.get(key);
+    if (before && before.status === stage.status) {
+      return stage.notice !== before.notice ? stage.notice : "";
+    }
+    const problem = document.querySelector("#reasoning-" + CSS.escape(key) + " .run-error p");
+    if (FAILED.has(stage.status) && problem) { return problem.textContent; }
+    const title = stage.step.querySelector(".step-title").textContent;
+    return title + ": " + stage.step.querySelector(".status-name").textContent + ".";
+  }
+
+  function announce() {
+    const now = stagesNow();
+    if (heard) {
+      const said = Array.from(now, function ([key, stage]) { return whatChanged(key, stage); });
+      const words = said.join(" ").replace(/\s+/g, " ").trim();
+      if (words) { document.getElementById("announcer").textContent = words; }
+    }
+    heard = now;
+    const log = document.getElementById("chat-log");
+    const writing = log && log.querySelector('[data-status="running"], [data-status="queued"]');
+    if (log) { log.setAttribute("aria-busy", writing ? "true" : "false"); }
+  }
+  document.addEventListener("htmx:oobAfterSwap", function (event) {
+    if (event.detail.target.id === "stepper" || event.detail.target.closest("#chat-log")) {
+      announce();
+    }
+  });
+
   function tick() {
     document.querySelectorAll("[data-started-at] .elapsed").forEach(function (el) {
       const started = Date.parse(el.closest("[data-started-at]").dataset.startedAt);
@@ -232,6 +277,7 @@
     if (fresh) {
       const working = fresh.querySelector('[data-status="running"], [data-status="queued"]');
       replace(fresh, "#stepper, .reasoning, #chat-log, #chat-form");  // moves them out of `fresh`
+      announce();
       if (!working) {
         say("Live updates are unavailable; this page shows the finished work. Reload to try live updates again.");
         return;
@@ -257,6 +303,7 @@
     markShown(document.querySelectorAll(PIECES));
     const panel = document.getElementById("reasoning-panel");
     if (panel && panel.dataset.selected) { selectStage(panel.dataset.selected); }
+    announce();
     tick();
   });
 })();

@@ -1,5 +1,6 @@
 """WCAG 2.2 AA, as axe-core 4.14 checks it, on every page and state a clinician meets."""
 
+import itertools
 import re
 
 import pytest
@@ -84,3 +85,56 @@ def test_a_failed_submit_focuses_the_first_wrong_field_and_links_its_error(page,
         "Why the patient is here, in a few words: “chest pain for 2 hours”. This field is required."
     )
     expect(page.get_by_label("History")).not_to_have_attribute("aria-describedby", re.compile("."))
+
+
+# What the page's status region says, each time it changes, and the chat log's busy state.
+LISTEN = """() => {
+  const announcer = document.getElementById("announcer");
+  window.heard = [];
+  window.busy = [];
+  announcer.dataset.listened = "yes";  // gone if the region were redrawn
+  new MutationObserver(() => window.heard.push(announcer.textContent))
+    .observe(announcer, {childList: true, characterData: true, subtree: true});
+  const log = document.getElementById("chat-log");
+  new MutationObserver(() => window.busy.push(log.getAttribute("aria-busy")))
+    .observe(log, {attributes: true, attributeFilter: ["aria-busy"]});
+}"""
+
+
+def test_screen_readers_hear_each_stage_change_once_and_each_summary_whole(workspace, simulator):
+    page = workspace
+    page.evaluate(LISTEN)
+    simulator.configure(tps=40, words=60)
+    page.locator("[data-action=run-group][data-group-key=assessment]").click()
+    expect(page.locator("#chat-log")).to_have_attribute("aria-busy", "true")
+    expect(_step(page, "differential")).to_have_attribute("data-status", "complete", timeout=30_000)
+    expect(page.locator("#chat-log")).to_have_attribute("aria-busy", "false")
+
+    heard = " ".join(page.evaluate("() => window.heard"))
+    for said in (
+        "Problem representation: Running.",
+        "Problem representation: Complete.",
+        "Differential diagnosis: Queued.",
+        "Differential diagnosis: Running.",
+        "Differential diagnosis: Complete.",
+    ):
+        assert heard.count(said) == 1, (said, heard)
+    assert page.evaluate("() => document.getElementById('announcer').dataset.listened") == "yes"
+    busy = [state for state, _ in itertools.groupby(page.evaluate("() => window.busy"))]
+    assert busy == ["true", "false"]  # read out once, when both summaries are done
+    # Nothing else on the page is a live region that events redraw.
+    live = page.locator("[role=status], [role=alert], [aria-live]")
+    expect(live).to_have_count(3)  # the notice, the status region and the chat log
+    expect(page.locator(".typing")).to_have_count(0)
+
+
+def test_a_failure_is_said_once_with_what_to_do(workspace, simulator):
+    page = workspace
+    page.evaluate(LISTEN)
+    simulator.configure(faults=["401"])
+    page.locator("[data-action=run-stage][data-stage-key=summary]").first.click()
+    expect(_step(page, "summary")).to_have_attribute("data-status", "error", timeout=30_000)
+    expect(page.locator("#announcer")).to_contain_text("Problem representation stopped early.")
+    heard = " ".join(page.evaluate("() => window.heard"))
+    assert heard.count("stopped early") == 1, heard
+    assert "Retry runs the stage again." in heard

@@ -18,11 +18,11 @@ def test_a_mid_stream_failure_shows_in_both_panels_and_continue_finishes(workspa
 
     step = page.locator("li[data-stage-key=summary]")
     expect(step).to_have_attribute("data-status", "error", timeout=20_000)
-    panel_error = page.locator("#reasoning-summary [role=alert]")
+    panel_error = page.locator("#reasoning-summary .run-error")
     expect(panel_error).to_contain_text("The connection to the AI provider was lost.")
     expect(panel_error).to_contain_text("What was generated before that is kept above.")
     expect(panel_error).to_contain_text("Reference")
-    chat_error = page.locator("#chat-log [role=alert]")
+    chat_error = page.locator("#chat-log .run-error")
     expect(chat_error).to_contain_text("Problem representation stopped early.")
     partial = squash(page.locator("[data-reasoning=summary]").inner_text())
     cut, cut_again = simulator.sent()
@@ -49,7 +49,7 @@ def test_stop_ends_the_stage_and_keeps_the_text(workspace, simulator):
 
     step = page.locator("li[data-stage-key=summary]")
     expect(step).to_have_attribute("data-status", "cancelled")
-    expect(page.locator("#reasoning-summary [role=alert]")).to_contain_text(
+    expect(page.locator("#reasoning-summary .run-error")).to_contain_text(
         "Stopped by the clinician."
     )
     kept = squash(reasoning.inner_text())
