@@ -299,6 +299,29 @@
     return null;
   }
 
+  // Another page of the case can change what this one shows (a stage run again there
+  // turns stages stale here). A page following a stream hears of it with its next event;
+  // one that follows none catches up when the clinician comes back to it.
+  function states(root) {
+    return Array.from(root.querySelectorAll("#stepper li[data-stage-key], #chat-log [data-status]"),
+      function (element) { return element.id + ":" + element.dataset.status; }).join(" ");
+  }
+
+  async function catchUp() {
+    const host = document.getElementById("stream-host");
+    if (document.visibilityState !== "visible" || polling || !host || host.hasAttribute("sse-connect")) {
+      return;
+    }
+    const fresh = await fetchPage({});
+    if (fresh && states(fresh) !== states(document)) {
+      replace(fresh, "#stepper, .reasoning, #chat-log, #chat-form, #stream-host");
+      markCurrentStage();
+      announce();
+    }
+  }
+  document.addEventListener("visibilitychange", catchUp);
+  window.addEventListener("focus", catchUp);
+
   document.addEventListener("DOMContentLoaded", function () {
     markShown(document.querySelectorAll(PIECES));
     const panel = document.getElementById("reasoning-panel");

@@ -70,16 +70,17 @@ def delta(generation_prefix: str, generation_id: int, texts: dict[str, str]) -> 
 
 
 def stage_run_snapshot(request: HttpRequest, run_id: int) -> Snapshot:
-    run = StageRun.objects.select_related("case").get(pk=run_id)
-    now = workspace.Now.of(run.case)
-    html = _run(request, run, now) + _case(request, run.case, now, run.finished)
+    case = ClinicalCase.objects.get(stage_runs=run_id)
+    now = workspace.Now.of(case)
+    run = now.run(run_id)
+    html = _runs(request, [run], now) + _case(request, case, now, run.finished)
     return Snapshot(run.seq, run.finished, html)
 
 
 def workflow_run_snapshot(request: HttpRequest, workflow_id: int) -> Snapshot:
     workflow = WorkflowRun.objects.select_related("case").get(pk=workflow_id)
     now = workspace.Now.of(workflow.case)
-    html = "".join(_run(request, run, now) for run in now.runs_of(workflow))
+    html = _runs(request, now.runs_of(workflow), now)
     html += _case(request, workflow.case, now, workflow.finished)
     return Snapshot(workflow.stream_seq(), workflow.finished, html)
 
@@ -88,9 +89,28 @@ def chat_reply_snapshot(request: HttpRequest, message_id: int) -> Snapshot:
     message = ChatMessage.objects.select_related("case").get(pk=message_id)
     context = {"message": message, "case_id": message.case_id, "replying": not message.finished}
     html = swaps(request, ["chat-bubble", "chat-form"], context)
+    if failed := message.failed_before():
+        failed.superseded = True  # its Retry is moot
+        html += swaps(request, ["chat-bubble"], {"message": failed})
     if message.finished:
         html += _next_stream(request, message.case)
     return Snapshot(message.seq, message.finished, html)
+
+
+def _runs(request: HttpRequest, runs: list[StageRun], now: workspace.Now) -> str:
+    """The followed runs in both panels, and what they changed elsewhere on the page: the
+    run each replaced is an earlier run now (its actions moot), and the stages built on
+    their old output are stale."""
+    html = "".join(_run(request, run, now) for run in runs)
+    keys = {run.stage_key for run in runs}
+    replaced = (now.runs[key][1] for key in keys if len(now.runs[key]) > 1)
+    html += "".join(_bubble(request, run) for run in replaced if run.in_chat)
+    stale = (run for run in now.stale() if run.stage_key not in keys)
+    return html + "".join(_run(request, run, now) for run in stale)
+
+
+def _bubble(request: HttpRequest, run: StageRun) -> str:
+    return swaps(request, ["summary-bubble"], {"run": run, "stage": run.stage})
 
 
 def _run(request: HttpRequest, run: StageRun, now: workspace.Now) -> str:

@@ -377,13 +377,6 @@ class ClinicalCase(models.Model):
             status=Status.STALE, seq=F("seq") + 1
         )
 
-    def timeline(self) -> list["StageRun | ChatMessage"]:
-        """The conversation in the ChatContainer: stage summaries and chat, in order."""
-        runs = self.stage_runs.exclude(status=Status.CANCELLED, started_at=None)
-        return sorted(
-            chain(runs, self.chat_messages.all()), key=lambda item: (item.queued_at, item.pk)
-        )
-
     def active_stream(
         self, latest: dict[str, "StageRun"], workflow: "WorkflowRun | None"
     ) -> "Streamable | None":
@@ -446,6 +439,8 @@ class Generation(Streamable, models.Model):
     # Its labels in medhastra_generations_total.
     metric_kind: str
     metric_stage: str
+    # Set by the workspace: a later run of its stage, or a later reply, exists.
+    superseded = False
 
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.QUEUED)
     # A database default too: a process of the release before still inserts rows without
@@ -784,6 +779,7 @@ class StageRun(Generation):
 
     stream_prefix = "stage-run"
     metric_kind = "stage"
+    stale_because = ""  # set by the workspace: what changed since it was written
 
     case = models.ForeignKey(ClinicalCase, on_delete=models.CASCADE, related_name="stage_runs")
     workflow_run = models.ForeignKey(
@@ -843,6 +839,11 @@ class StageRun(Generation):
     @property
     def text_so_far(self) -> str:
         return self.reasoning + self.summary
+
+    @property
+    def in_chat(self) -> bool:
+        """Its summary has a place in the chat: all but a run stopped before it started."""
+        return not (self.status == Status.CANCELLED and self.started_at is None)
 
     async def group_stream(self) -> tuple[str, int] | None:
         if self.workflow_run_id is None:
@@ -925,6 +926,12 @@ class ChatMessage(Generation):
     @property
     def text_so_far(self) -> str:
         return self.content
+
+    def failed_before(self) -> "ChatMessage | None":
+        """The reply before this one, if it failed: only the latest reply offers Retry."""
+        replies = self.case.chat_messages.filter(role=self.Role.ASSISTANT, pk__lt=self.pk)
+        before = replies.order_by("-pk").first()
+        return before if before and before.status in RESUMABLE else None
 
 
 GENERATIONS = (StageRun, ChatMessage)

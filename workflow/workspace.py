@@ -1,10 +1,11 @@
 """What the workspace page shows, built the same way for a page load and for every event."""
 
 from dataclasses import dataclass, field
+from itertools import chain
 
 from django.urls import reverse
 
-from workflow.models import ChatMessage, ClinicalCase, StageRun, WorkflowRun
+from workflow.models import ChatMessage, ClinicalCase, StageRun, Status, WorkflowRun
 from workflow.stages import GROUPS, RUN_ALL, STAGES, Stage
 
 
@@ -35,7 +36,11 @@ def events_url(item: StageRun | WorkflowRun | ChatMessage) -> str:
 @dataclass
 class Now:
     """Every run of each stage and the group running, read once (two queries) for the
-    sections, the stepper and the stream to follow."""
+    sections, the stepper, the chat and the stream to follow.
+
+    Each run also learns what the page says of it beside its status: `superseded` (a
+    later run of its stage exists: it is an earlier run, its Retry and Continue are moot)
+    and, if stale, `stale_because`."""
 
     runs: dict[str, list[StageRun]]  # newest first
     workflow: WorkflowRun | None
@@ -44,9 +49,23 @@ class Now:
     def of(cls, case: ClinicalCase) -> "Now":
         return cls(case.runs_by_stage(), case.workflow_runs.unfinished().first())
 
+    def __post_init__(self) -> None:
+        latest = self.latest
+        for runs in self.runs.values():
+            for n, run in enumerate(runs):
+                run.superseded = n > 0
+                run.stale_because = _why_stale(run, latest) if run.status == Status.STALE else ""
+
     @property
     def latest(self) -> dict[str, StageRun]:
         return {key: runs[0] for key, runs in self.runs.items() if runs}
+
+    def run(self, pk: int) -> StageRun:
+        return next(run for runs in self.runs.values() for run in runs if run.pk == pk)
+
+    def stale(self) -> list[StageRun]:
+        """The stages whose latest run is stale."""
+        return [run for run in self.latest.values() if run.status == Status.STALE]
 
     def runs_of(self, workflow: WorkflowRun) -> list[StageRun]:
         """The group's runs, in the order it runs them."""
@@ -56,6 +75,16 @@ class Now:
 
 def _pk(run: StageRun) -> int:
     return run.pk
+
+
+def _why_stale(run: StageRun, latest: dict[str, StageRun]) -> str:
+    """What changed since a stale run was written: stages it built on were run again,
+    else the case was edited."""
+    rerun = [STAGES[key].title for key, pk in run.inputs.items() if latest[key].pk != pk]
+    if not rerun:
+        return "The case was edited after this was written."
+    verb = "was" if len(rerun) == 1 else "were"
+    return f"{' and '.join(rerun)} {verb} run again after this was written."
 
 
 def stepper(case: ClinicalCase, now: Now) -> dict:
@@ -90,11 +119,22 @@ def page(case: ClinicalCase, selected: str | None) -> dict:
         **stepper(case, now),
         "case": case,
         "sections": [section(now, key) for key in STAGES],
-        "timeline": case.timeline(),
+        "timeline": timeline(case, now),
         "stream_url": next_stream_url(case, now),
         "replying": case.chat_messages.active().exists(),
         "selected": selected if selected in STAGES else None,
     }
+
+
+def timeline(case: ClinicalCase, now: Now) -> list[StageRun | ChatMessage]:
+    """The ChatContainer: stage summaries (but of runs stopped before they started) and
+    chat, in order; a reply but the latest one is superseded, as a stage's earlier run."""
+    runs = (run for runs in now.runs.values() for run in runs if run.in_chat)
+    messages = list(case.chat_messages.all())
+    replies = [message for message in messages if message.role == ChatMessage.Role.ASSISTANT]
+    for reply in replies:
+        reply.superseded = reply is not replies[-1]
+    return sorted(chain(runs, messages), key=lambda item: (item.queued_at, item.pk))
 
 
 def next_stream_url(case: ClinicalCase, now: Now) -> str | None:

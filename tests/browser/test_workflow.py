@@ -85,8 +85,11 @@ def test_editing_the_case_turns_the_stages_stale(workspace, case, simulator):
     ).to_be_visible()
     assert ClinicalCase.objects.get().vitals == "HR 130, BP 80/50"
 
-    page.locator("[data-action=run-stage][data-stage-key=summary]").click()
+    note = page.locator("#reasoning-summary .stale-note")
+    expect(note).to_contain_text("Out of date. The case was edited after this was written.")
+    note.get_by_role("button", name="Run again: problem representation").click()
     expect(_step(page, "summary")).to_have_attribute("data-status", "complete", timeout=30_000)
+    expect(note).to_have_count(0)
     expect(_step(page, "differential")).to_have_attribute("data-status", "stale")
     expect(page.locator("#reasoning-summary .history summary")).to_have_text("Earlier runs (1)")
 

@@ -24,11 +24,16 @@ def _statuses(case) -> dict[str, str]:
     return {key: run.status for key, run in case.latest_runs().items()}
 
 
-def test_re_running_a_stage_makes_the_stages_that_used_it_stale(alice_http, case, simulator):
+def test_re_running_a_stage_makes_the_stages_that_used_it_stale(
+    alice_http, alice_client, case, simulator
+):
     _run(alice_http, case, "groups", "assessment")
     _run(alice_http, case, "stages", "risk")
     _run(alice_http, case, "stages", "differential")
     assert _statuses(case) == {"summary": "complete", "differential": "complete", "risk": "stale"}
+    page = alice_client.get(f"/cases/{case.pk}/").text
+    assert page.count("Differential diagnosis was run again after this was written.") == 2
+    assert page.count('<span class="badge">earlier run</span>') == 1  # the first differential
 
 
 def test_editing_the_case_makes_every_stage_stale_and_keeps_history(
@@ -44,7 +49,7 @@ def test_editing_the_case_makes_every_stage_stale_and_keeps_history(
     assert _statuses(case) == {"summary": "stale", "differential": "stale"}
     page = alice_client.get(f"/cases/{case.pk}/").text
     assert 'data-stage-key="differential" data-status="stale"' in page
-    assert "the case or an earlier stage changed since" in page
+    assert page.count("The case was edited after this was written.") == 4  # both panels
 
     _run(alice_http, case, "stages", "summary")
     page = alice_client.get(f"/cases/{case.pk}/").text
