@@ -15,7 +15,7 @@ from psycopg import AsyncConnection, sql
 from streaming import broker
 from workflow import announcements, asyncdb, metrics, quotas
 from workflow.llm import demo, offline
-from workflow.stages import RUNNABLE_GROUPS, STAGES, Stage
+from workflow.stages import RUNNABLE_GROUPS, STAGES, WORKFLOWS, Stage, to_run
 
 
 class Status(models.TextChoices):
@@ -239,7 +239,9 @@ class ClinicalCase(models.Model):
         engine: str | None = None,
         mode: str = Mode.STREAM,
     ):
-        """Queue runs of these stages (in a group run if `group_key`), for the runner.
+        """Queue runs of these stages (in a group run if `group_key`), for the runner,
+        with the stages they need that are not complete first (`stages.to_run`): a stage
+        run with others before it is a group run named after it.
 
         Given the `engine` of the process whose runner starts the first at once, that one
         is created running: a page that follows it never sees it queued, and its start
@@ -248,10 +250,13 @@ class ClinicalCase(models.Model):
         """
         self.lock_for_a_start()
         latest = self.latest_runs()
-        missing = self.missing_for(stage_keys, latest)
-        if missing:
-            names = " and ".join(stage.title for stage in missing)
-            raise CannotStart(f"Run {names} first: {STAGES[stage_keys[0]].title} builds on it.")
+        complete = {key for key, run in latest.items() if run.status == Status.COMPLETE}
+        asked, stage_keys = stage_keys, to_run(stage_keys, complete, again=group_key is None)
+        if not stage_keys:
+            title = RUNNABLE_GROUPS[group_key].title
+            raise CannotStart(f"{title}: every stage is complete and up to date.")
+        if group_key is None and len(stage_keys) > 1:
+            group_key = asked[0]  # with the stages it needs first: streamed as a group
         busy = self.stage_runs.active().filter(stage_key__in=stage_keys).order_by("pk").first()
         if busy:
             raise CannotStart(f"{busy.stage.title} is already running.")
@@ -695,7 +700,7 @@ class WorkflowRun(Streamable, models.Model):
 
     case = models.ForeignKey(ClinicalCase, on_delete=models.CASCADE, related_name="workflow_runs")
     group_key = models.CharField(
-        max_length=20, choices=[(g.key, g.title) for g in RUNNABLE_GROUPS.values()]
+        max_length=20, choices=[(g.key, g.title) for g in WORKFLOWS.values()]
     )
     seq = models.PositiveIntegerField(default=0, help_text="Raised when the group finishes.")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -716,7 +721,7 @@ class WorkflowRun(Streamable, models.Model):
 
     @property
     def group(self):
-        return RUNNABLE_GROUPS[self.group_key]
+        return WORKFLOWS[self.group_key]
 
     @property
     def finished(self) -> bool:

@@ -1,6 +1,6 @@
 """The stage catalogue: the six stages of clinical reasoning, their groups and prompts."""
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 OUTPUT_FORMAT = (
@@ -107,6 +107,36 @@ GROUPS: dict[str, Group] = {
 
 RUN_ALL = Group("all", "All stages", tuple(STAGES))
 RUNNABLE_GROUPS: dict[str, Group] = {**GROUPS, RUN_ALL.key: RUN_ALL}
+
+
+def with_prerequisites(stage_keys: Iterable[str]) -> tuple[str, ...]:
+    """These stages and every stage they need, transitively, in catalogue order."""
+    wanted: set[str] = set()
+    todo = list(stage_keys)
+    while todo:
+        key = todo.pop()
+        if key not in wanted:
+            wanted.add(key)
+            todo.extend(STAGES[key].needs)
+    return tuple(key for key in STAGES if key in wanted)
+
+
+def to_run(stage_keys: Iterable[str], complete: Collection[str], *, again: bool) -> tuple[str, ...]:
+    """What running these stages takes, in catalogue order: the stages they need that are
+    not complete first; then these, all of them if `again` (a stage's Run), else those
+    not complete (a group's: a stage complete and not stale is skipped)."""
+    asked = set(stage_keys)
+    return tuple(
+        key for key in with_prerequisites(asked) if key not in complete or (again and key in asked)
+    )
+
+
+# A stage run with the earlier stages it needs is a workflow run named after the stage.
+LEADING_TO: dict[str, Group] = {
+    key: Group(key, f"Up to {stage.title.lower()}", with_prerequisites([key]))
+    for key, stage in STAGES.items()
+}
+WORKFLOWS: dict[str, Group] = {**RUNNABLE_GROUPS, **LEADING_TO}
 
 
 CASE = "# The case"

@@ -6,7 +6,7 @@ from itertools import chain
 from django.urls import reverse
 
 from workflow.models import ChatMessage, ClinicalCase, StageRun, Status, WorkflowRun
-from workflow.stages import GROUPS, RUN_ALL, STAGES, Stage
+from workflow.stages import GROUPS, RUN_ALL, STAGES, Stage, to_run
 
 
 @dataclass
@@ -96,12 +96,19 @@ def stepper(case: ClinicalCase, now: Now) -> dict:
         # The first stage not yet over; one stopped while it waited is over too.
         current = next((n for n, run in enumerate(runs, 1) if not run.finished), len(runs))
         progress = f"{workflow.group.title}: stage {current} of {len(runs)}"
+    complete = {key for key, run in latest.items() if run.status == Status.COMPLETE}
+
+    def step(key: str) -> tuple[Stage, StageRun | None, list[Stage]]:
+        """A stage, its latest run, and what its Run would run (it, after what it needs)."""
+        return (
+            STAGES[key],
+            latest.get(key),
+            [STAGES[k] for k in to_run([key], complete, again=True)],
+        )
+
     return {
         "case_id": case.pk,
-        "groups": [
-            (group, [(STAGES[key], latest.get(key)) for key in group.stage_keys])
-            for group in GROUPS.values()
-        ],
+        "groups": [(group, [step(key) for key in group.stage_keys]) for group in GROUPS.values()],
         "run_all": RUN_ALL,
         "busy": any(not run.finished for run in latest.values()),
         "workflow": workflow,

@@ -86,14 +86,32 @@ def test_a_reload_mid_stream_continues_without_duplicates(page, alice, simulator
     expect(page.locator("[data-summary=summary]")).to_have_count(1)
 
 
-def test_a_stage_that_needs_an_earlier_one_says_so(page, alice, simulator):
+def test_a_stage_that_needs_an_earlier_one_runs_it_first_and_says_so(page, alice, simulator):
     log_in(page, "alice", "alice-password-1")
     _new_case(page)
-    page.locator("[data-action=run-stage][data-stage-key=differential]").click()
+    simulator.configure(tps=40, words=60)
+    run = page.get_by_role(
+        "button", name="Run 2 stages: problem representation, differential diagnosis"
+    )
+    expect(run).to_have_text("Run 2 stages")
+    expect(run).to_have_attribute("title", "Runs problem representation first")
+    run.click()
+    summary, differential = (
+        page.locator(f"li[data-stage-key={k}]") for k in ("summary", "differential")
+    )
+    expect(summary).to_have_attribute("data-status", "running")
+    expect(differential).to_have_attribute("data-status", "queued")
+    expect(page.locator("#stepper .progress")).to_contain_text(
+        "Up to differential diagnosis: stage 1 of 2"
+    )
+    expect(summary.get_by_role("button", name="Stop problem representation")).to_be_visible()
+    expect(differential.get_by_role("button", name="Stop differential diagnosis")).to_be_visible()
+    expect(differential).to_have_attribute("data-status", "complete", timeout=30_000)
+    expect(summary).to_have_attribute("data-status", "complete")
+    expect(page.locator("[data-summary=differential]")).to_contain_text("Simulated summary")
     expect(
-        page.get_by_role("status").filter(has_text="Run Problem representation first")
+        differential.get_by_role("button", name="Run again: differential diagnosis")
     ).to_be_visible()
-    expect(page.locator("li[data-stage-key=differential]")).to_have_attribute("data-status", "idle")
 
 
 # Counts the deltas the page receives and the animation frames in which the stage's

@@ -39,12 +39,3 @@ def test_it_rejects_an_unknown_sex(alice_client):
     assert response.status_code == 200
     assert "Select a valid choice." in response.text
     assert not ClinicalCase.objects.exists()
-
-
-def test_a_stage_that_needs_an_earlier_one_says_which(alice_client, case):
-    response = alice_client.post(
-        f"/cases/{case.pk}/stages/differential/run", headers={"HX-Request": "true"}
-    )
-    assert response.status_code == 200
-    assert "Run Problem representation first" in response.text
-    assert not case.stage_runs.exists()

@@ -16,6 +16,12 @@ def _run_group(http, case, group):
     return f"/cases/{case.pk}/groups/{group}/events"
 
 
+def _run_stage(http, case, stage):
+    response = http.post(f"/cases/{case.pk}/stages/{stage}/run", headers={"HX-Request": "true"})
+    assert response.status_code == 200
+    return f"/cases/{case.pk}/stages/{stage}/events"
+
+
 def _sent(simulator) -> dict[str, dict[str, str]]:
     """What the simulator sent for each stage prompt, as the app keeps it, by task title."""
     sent = {}
@@ -93,10 +99,17 @@ def test_run_all_runs_the_six_stages_in_order(alice_http, case, simulator):
         assert run.summary in note_prompt
 
 
-def test_a_group_that_needs_an_earlier_group_says_which(alice_http, case, simulator):
-    response = alice_http.post(f"/cases/{case.pk}/groups/plan/run", headers={"HX-Request": "true"})
-    assert "Run Differential diagnosis and Risk and disposition first" in response.text
-    assert not StageRun.objects.exists()
+def test_a_group_runs_the_earlier_stages_it_needs_first(alice_http, case, simulator):
+    follow(alice_http, _run_group(alice_http, case, "plan"))
+    runs = StageRun.objects.filter(case=case).order_by("pk")
+    assert [(r.stage_key, r.status) for r in runs] == [
+        ("summary", "complete"),
+        ("differential", "complete"),
+        ("risk", "complete"),
+        ("management", "complete"),
+        ("note", "complete"),
+    ]
+    assert {run.workflow_run.group_key for run in runs} == {"plan"}
 
 
 def test_a_group_is_refused_while_one_of_its_stages_runs(alice_http, case, simulator):
@@ -107,3 +120,41 @@ def test_a_group_is_refused_while_one_of_its_stages_runs(alice_http, case, simul
     )
     assert "Problem representation is already running." in response.text
     assert WorkflowRun.objects.count() == 1
+
+
+def test_a_stage_whose_earlier_stages_have_not_run_runs_them_first_as_one_stream(
+    alice_http, case, simulator
+):
+    response = alice_http.post(
+        f"/cases/{case.pk}/stages/diagnostics/run", headers={"HX-Request": "true"}
+    )
+    url = f"/cases/{case.pk}/groups/diagnostics/events"
+    assert url in response.text  # the page follows one stream for the three
+    view, _ = follow(alice_http, url)
+
+    runs = list(StageRun.objects.filter(case=case).order_by("pk"))
+    assert [(r.stage_key, r.status) for r in runs] == [
+        ("summary", "complete"),
+        ("differential", "complete"),
+        ("diagnostics", "complete"),
+    ]
+    assert runs[2].inputs == {"summary": runs[0].pk, "differential": runs[1].pk}
+    assert any("Up to diagnostic workup: stage 3 of 3" in e.data for e in view.events)
+    for run in runs:
+        assert view.streamed("summary", run.stage_key) == run.summary
+
+
+def test_run_all_skips_the_stages_complete_and_up_to_date(alice_http, case, simulator):
+    follow(alice_http, _run_group(alice_http, case, "assessment"))
+    follow(alice_http, _run_stage(alice_http, case, "summary"))  # the differential goes stale
+
+    follow(alice_http, _run_group(alice_http, case, "all"))
+    runs = StageRun.objects.filter(case=case, workflow_run__group_key="all").order_by("pk")
+    assert [run.stage_key for run in runs] == [
+        "differential", "diagnostics", "risk", "management", "note"]  # fmt: skip
+
+    response = alice_http.post(
+        f"/cases/{case.pk}/groups/assessment/run", headers={"HX-Request": "true"}
+    )
+    assert "Assessment: every stage is complete and up to date." in response.text
+    assert StageRun.objects.filter(case=case, stage_key="summary").count() == 2

@@ -4,10 +4,12 @@ from hypothesis import strategies as st
 from workflow.stages import (
     GROUPS,
     HISTORY_CHARACTERS,
+    RUN_ALL,
     STAGES,
     chat_messages,
     newest,
     stage_messages,
+    to_run,
 )
 
 FACTS = [("Chief complaint", "Fever")]
@@ -80,3 +82,33 @@ def test_a_short_conversation_is_sent_whole_without_a_note():
     )
     assert [m["content"] for m in messages[1:]] == ["Why?", "Because.", "Ok"]
     assert "left out" not in messages[0]["content"]
+
+
+KEYS = list(STAGES)
+
+
+@given(
+    asked=st.lists(st.sampled_from(KEYS), min_size=1, unique=True),
+    complete=st.sets(st.sampled_from(KEYS)),
+    again=st.booleans(),
+)
+def test_a_run_takes_what_it_needs_first_and_skips_what_is_done(asked, complete, again):
+    planned = to_run(asked, complete, again=again)
+    assert list(planned) == [key for key in KEYS if key in planned]  # catalogue order
+    for key in planned:  # everything a planned stage needs is complete or runs before it
+        for need in STAGES[key].needs:
+            assert need in complete or planned.index(need) < planned.index(key)
+    for key in asked:
+        assert (key in planned) == (key not in complete or again)
+    for key in set(planned) - set(asked):
+        assert key not in complete  # a prerequisite runs only when it is not complete
+
+
+def test_running_management_alone_first_runs_every_stage_it_builds_on():
+    assert to_run(["management"], set(), again=True) == (
+        "summary", "differential", "risk", "management",
+    )  # fmt: skip
+    assert to_run(["management"], {"summary", "differential"}, again=True) == (
+        "risk", "management",
+    )  # fmt: skip
+    assert to_run(RUN_ALL.stage_keys, set(STAGES), again=False) == ()
