@@ -2,36 +2,53 @@
 // pace, select a stage, tick the elapsed time, send chat on Enter.
 (function () {
   "use strict";
-  const NEAR_BOTTOM = 48;
-  const PANELS = ".ReasoningPanel, .ChatContainer";
+  // Follow the live text: in the ReasoningPanel the stage being written (a stage run
+  // again in the middle streams there, not at the bottom), in the chat the newest
+  // message. A reader who scrolls away from it is left alone and offered a way back.
+  const NEAR = 48;
+  const SCROLLERS = "#reasoning-panel, #chat-log";
   const pinned = new WeakMap();
 
-  function jumpButton(panel) { return panel.querySelector("[data-jump-latest]"); }
+  function jumpButton(scroller) {
+    return document.querySelector('[data-jump-to="' + scroller.id + '"]');
+  }
 
-  function toBottom(panel) {
-    panel.scrollTop = panel.scrollHeight;
-    pinned.set(panel, true);
-    const button = jumpButton(panel);
+  // How far the live point lies below the scroller's visible part (above it: negative);
+  // null when nothing is being written there, or what is is hidden by the selection.
+  function liveOffset(scroller) {
+    if (scroller.id === "chat-log") {
+      return scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight;
+    }
+    const live = scroller.querySelector('.reasoning[data-status="running"]');
+    if (!live || !live.offsetParent) { return null; }
+    return live.getBoundingClientRect().bottom - scroller.getBoundingClientRect().bottom;
+  }
+
+  function toLive(scroller) {
+    scroller.scrollTop += liveOffset(scroller) || 0;
+    pinned.set(scroller, true);
+    const button = jumpButton(scroller);
     if (button) { button.hidden = true; }
   }
 
-  // Follow new text unless the clinician scrolled up to read; then offer a way back.
   document.addEventListener("scroll", function (event) {
-    const panel = event.target;
-    if (!(panel instanceof Element) || !panel.matches(PANELS)) { return; }
-    const atBottom = panel.scrollHeight - panel.scrollTop - panel.clientHeight < NEAR_BOTTOM;
-    pinned.set(panel, atBottom);
-    const button = jumpButton(panel);
-    if (button && atBottom) { button.hidden = true; }
+    const scroller = event.target;
+    if (!(scroller instanceof Element) || !scroller.matches(SCROLLERS)) { return; }
+    const offset = liveOffset(scroller);
+    const atLive = offset === null || Math.abs(offset) < NEAR;
+    pinned.set(scroller, atLive);
+    const button = jumpButton(scroller);
+    if (button && atLive) { button.hidden = true; }
   }, true);
 
   function followText() {
-    document.querySelectorAll(PANELS).forEach(function (panel) {
-      if (pinned.get(panel) === false) {
-        const button = jumpButton(panel);
+    document.querySelectorAll(SCROLLERS).forEach(function (scroller) {
+      if (liveOffset(scroller) === null) { return; }
+      if (pinned.get(scroller) === false) {
+        const button = jumpButton(scroller);
         if (button) { button.hidden = false; }
       } else {
-        panel.scrollTop = panel.scrollHeight;
+        toLive(scroller);
       }
     });
   }
@@ -86,8 +103,8 @@
   }
 
   document.addEventListener("click", function (event) {
-    const jump = event.target.closest("[data-jump-latest]");
-    if (jump) { toBottom(jump.closest(PANELS)); return; }
+    const jump = event.target.closest("[data-jump-to]");
+    if (jump) { toLive(document.getElementById(jump.dataset.jumpTo)); return; }
 
     const select = event.target.closest("[data-select-stage]");
     if (select) {
@@ -96,6 +113,10 @@
       return;
     }
     if (event.target.closest("[data-show-all-stages]")) { selectStage(null); }
+    if (event.target.closest("[data-toggle-stages]")) {
+      document.querySelector(".workspace").toggleAttribute("data-stages-shown");
+      markStagesShown();
+    }
   });
 
   // The selection is a style rule, so it survives the panel's sections being swapped. A
@@ -135,6 +156,15 @@
     });
   }
   document.addEventListener("htmx:oobAfterSwap", markCurrentStage);
+
+  // On a phone the stepper is one line until opened; it stays open through its redraws.
+  function markStagesShown() {
+    const shown = document.querySelector(".workspace[data-stages-shown]") !== null;
+    document.querySelectorAll("[data-toggle-stages]").forEach(function (button) {
+      button.setAttribute("aria-expanded", String(shown));
+    });
+  }
+  document.addEventListener("htmx:oobAfterSwap", markStagesShown);
 
   // Focus is never lost to a redraw. When an event replaces the control the clinician
   // last used, focus goes to its counterpart in the new markup: the same stage's or

@@ -29,7 +29,10 @@ _ATTRIBUTES = (
 
 
 class _Texts(HTMLParser):
-    """The text of every element carrying one of _ATTRIBUTES, by `name:value`, with its id."""
+    """The text of every element carrying one of _ATTRIBUTES, by `name:value`, with its id.
+
+    The first element of a key wins: an event carries its own runs first, then the earlier
+    runs they replaced (which the page marks so, in the chat)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -48,6 +51,9 @@ class _Texts(HTMLParser):
         for name in _ATTRIBUTES:
             if name in attrs:
                 self.key, self.depth = f"{name.removeprefix('data-')}:{attrs[name]}", 1
+                if self.key in self.texts:
+                    self.key = None
+                    return
                 self.texts[self.key] = ""
                 self.id = attrs.get("id")
                 if self.id:
@@ -58,7 +64,7 @@ class _Texts(HTMLParser):
             self.depth -= 1
 
     def handle_data(self, data):
-        if self.depth:
+        if self.depth and self.key:
             self.texts[self.key] += data
             if self.id:
                 self.by_id[self.id] += data

@@ -110,6 +110,11 @@ def stepper(case: ClinicalCase, now: Now) -> dict:
         "case_id": case.pk,
         "groups": [(group, [step(key) for key in group.stage_keys]) for group in GROUPS.values()],
         "run_all": RUN_ALL,
+        "stage_count": len(STAGES),
+        "complete_count": len(complete),
+        "running_stage": next(
+            (r.stage for r in latest.values() if r.status == Status.RUNNING), None
+        ),
         "busy": any(not run.finished for run in latest.values()),
         "workflow": workflow,
         "progress": progress,

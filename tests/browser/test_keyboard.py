@@ -50,6 +50,8 @@ def test_skip_links_lead_past_the_stepper_to_the_reasoning_and_the_chat(workspac
     workspace.keyboard.press("Enter")
     expect(workspace.locator("#chat")).to_be_focused()
     workspace.keyboard.press("Tab")  # on from the chat, not from the top of the page
+    expect(workspace.locator("#chat-log")).to_be_focused()  # it scrolls with the arrow keys
+    workspace.keyboard.press("Tab")
     expect(workspace.locator("#chat-input")).to_be_focused()
 
     workspace.reload()

@@ -110,7 +110,7 @@ def test_the_panel_follows_new_text_unless_scrolled_up_and_jump_brings_it_back(
     assert panel.evaluate(gap) < 48, "it follows the newest text"
 
     panel.evaluate("el => { el.scrollTop = 0; el.dispatchEvent(new Event('scroll')); }")
-    jump = panel.get_by_role("button", name="Jump to latest")
+    jump = panel.get_by_role("button", name="Jump to live")
     expect(jump).to_be_visible()
     page.wait_for_timeout(500)
     assert panel.evaluate("el => el.scrollTop") == 0, "reading earlier text is not disturbed"
@@ -119,3 +119,56 @@ def test_the_panel_follows_new_text_unless_scrolled_up_and_jump_brings_it_back(
     expect(jump).to_be_hidden()
     page.wait_for_timeout(500)
     assert panel.evaluate(gap) < 48
+
+
+# Where the running stage's newest text is against the visible part of the ReasoningPanel,
+# and how far the panel is from its own bottom.
+LIVE_TEXT = """() => {
+  const panel = document.getElementById("reasoning-panel");
+  const live = document.querySelector('.reasoning[data-status="running"] [data-reasoning]');
+  const shown = panel.getBoundingClientRect(), text = live.getBoundingClientRect();
+  return {inView: text.bottom > shown.top && text.bottom <= shown.bottom + 2,
+          belowIt: panel.scrollHeight - panel.scrollTop - panel.clientHeight};
+}"""
+
+
+def test_the_panel_follows_a_stage_run_again_in_the_middle_even_after_a_reload(
+    workspace, simulator
+):
+    page = workspace
+    simulator.configure(tps=1000, words=400)
+    page.get_by_role("button", name="Run all stages").click()
+    expect(_step(page, "note")).to_have_attribute("data-status", "complete", timeout=60_000)
+
+    simulator.configure(tps=30, words=600)
+    page.get_by_role("button", name="Run again: diagnostic workup").click()
+    expect(page.locator("#reasoning-diagnostics [data-reasoning]")).to_contain_text("Simulated")
+    for _ in range(2):
+        page.wait_for_timeout(1500)  # text keeps arriving; the view keeps up with it
+        where = page.evaluate(LIVE_TEXT)
+        assert where["inView"], where
+        assert where["belowIt"] > 500, "the later stages stay below, out of the way"
+        page.reload()
+        expect(page.locator("#reasoning-diagnostics [data-reasoning]")).to_contain_text("the")
+
+
+def test_the_chat_input_never_covers_a_message_or_the_jump_button(workspace, simulator):
+    page = workspace
+    simulator.configure(tps=1000, words=120)
+    page.get_by_role("button", name="Run all stages").click()
+    expect(_step(page, "note")).to_have_attribute("data-status", "complete", timeout=60_000)
+    log, form = page.locator("#chat-log"), page.locator("#chat-form")
+    log.evaluate("el => { el.scrollTop = el.scrollHeight; }")
+    last = page.locator("#chat-log [data-chat-message]").last
+    assert last.bounding_box()["y"] + last.bounding_box()["height"] <= form.bounding_box()["y"]
+
+    log.evaluate("el => { el.scrollTop = 0; el.dispatchEvent(new Event('scroll')); }")
+    simulator.configure(tps=30, words=200)
+    page.get_by_label("Ask a follow-up question").fill("And then?")
+    page.get_by_label("Ask a follow-up question").press("Enter")
+    jump = page.get_by_role("button", name="Jump to latest")
+    expect(jump).to_be_visible()
+    box = jump.bounding_box()
+    assert box["y"] + box["height"] <= form.bounding_box()["y"], "the input does not cover it"
+    jump.click()
+    expect(jump).to_be_hidden()
