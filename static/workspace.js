@@ -177,14 +177,18 @@
     const data = used.dataset;
     if (used.closest("#chat-form") || data.messageId) { return ["#chat-input"]; }
     if (data.selectStage) { return ['[data-select-stage="' + CSS.escape(data.selectStage) + '"]']; }
+    // A stage run after the stages it needs is a group named after the stage: its Stop
+    // stops them all.
     if (data.stageKey) {
       const step = "#step-" + CSS.escape(data.stageKey);
-      return [step + " [data-action=cancel]", step + " [data-action=run-stage]",
+      return ['[data-action=cancel][data-group-key="' + CSS.escape(data.stageKey) + '"]',
+              step + " [data-action=cancel]", step + " [data-action=run-stage]",
               step + " [data-select-stage]"];
     }
     if (data.groupKey) {
       const group = '[data-group-key="' + CSS.escape(data.groupKey) + '"]';
-      return ["[data-action=cancel]" + group, "[data-action=run-group]" + group];
+      return ["[data-action=cancel]" + group, "[data-action=run-group]" + group,
+              "#step-" + CSS.escape(data.groupKey) + " [data-action=run-stage]"];
     }
     return [];
   }
@@ -242,7 +246,8 @@
     if (log) { log.setAttribute("aria-busy", writing ? "true" : "false"); }
   }
   document.addEventListener("htmx:oobAfterSwap", function (event) {
-    if (event.detail.target.id === "stepper" || event.detail.target.closest("#chat-log")) {
+    const replaced = event.detail.target;  // already out of the page
+    if (replaced.id === "stepper" || replaced.id === "chat-log" || replaced.matches("[data-chat-message]")) {
       announce();
     }
   });
@@ -307,6 +312,7 @@
     if (fresh) {
       const working = fresh.querySelector('[data-status="running"], [data-status="queued"]');
       replace(fresh, "#stepper, .reasoning, #chat-log, #chat-form");  // moves them out of `fresh`
+      markStagesShown();
       announce();
       if (!working) {
         say("Live updates are unavailable; this page shows the finished work. Reload to try live updates again.");
@@ -343,9 +349,13 @@
       return;
     }
     const fresh = await fetchPage({});
-    if (fresh && states(fresh) !== states(document)) {
-      replace(fresh, "#stepper, .reasoning, #chat-log, #chat-form, #stream-host");
+    if (!fresh || host.isConnected === false || host.hasAttribute("sse-connect")) { return; }
+    if (states(fresh) !== states(document)) {
+      const input = document.getElementById("chat-input");
+      const draft = input && input.value.trim() ? "" : ", #chat-form";  // a draft is kept
+      replace(fresh, "#stepper, .reasoning, #chat-log, #stream-host" + draft);
       markCurrentStage();
+      markStagesShown();
       announce();
     }
   }

@@ -16,11 +16,8 @@ class Section:
     stage: Stage
     run: StageRun | None = None
     earlier: list[StageRun] = field(default_factory=list)
-
-    @classmethod
-    def of(cls, stage: Stage, runs: list[StageRun]) -> "Section":
-        """From every run of the stage, newest first."""
-        return cls(stage, runs[0] if runs else None, runs[1:])
+    plan: list[Stage] = field(default_factory=list)  # what its Run again runs
+    busy: bool = False  # something of the case runs: no Run now
 
 
 def events_url(item: StageRun | WorkflowRun | ChatMessage) -> str:
@@ -63,6 +60,18 @@ class Now:
     def run(self, pk: int) -> StageRun:
         return next(run for runs in self.runs.values() for run in runs if run.pk == pk)
 
+    @property
+    def complete(self) -> set[str]:
+        return {key for key, run in self.latest.items() if run.status == Status.COMPLETE}
+
+    @property
+    def busy(self) -> bool:
+        return any(not run.finished for run in self.latest.values())
+
+    def plan(self, stage_key: str) -> list[Stage]:
+        """What the stage's Run runs: it, after the stages it needs that are not complete."""
+        return [STAGES[key] for key in to_run([stage_key], self.complete, again=True)]
+
     def stale(self) -> list[StageRun]:
         """The stages whose latest run is stale."""
         return [run for run in self.latest.values() if run.status == Status.STALE]
@@ -96,33 +105,26 @@ def stepper(case: ClinicalCase, now: Now) -> dict:
         # The first stage not yet over; one stopped while it waited is over too.
         current = next((n for n, run in enumerate(runs, 1) if not run.finished), len(runs))
         progress = f"{workflow.group.title}: stage {current} of {len(runs)}"
-    complete = {key for key, run in latest.items() if run.status == Status.COMPLETE}
-
-    def step(key: str) -> tuple[Stage, StageRun | None, list[Stage]]:
-        """A stage, its latest run, and what its Run would run (it, after what it needs)."""
-        return (
-            STAGES[key],
-            latest.get(key),
-            [STAGES[k] for k in to_run([key], complete, again=True)],
-        )
-
+    steps = {key: (STAGES[key], latest.get(key), now.plan(key)) for key in STAGES}
     return {
         "case_id": case.pk,
-        "groups": [(group, [step(key) for key in group.stage_keys]) for group in GROUPS.values()],
+        "groups": [(g, [steps[key] for key in g.stage_keys]) for g in GROUPS.values()],
         "run_all": RUN_ALL,
         "stage_count": len(STAGES),
-        "complete_count": len(complete),
+        "complete_count": len(now.complete),
         "running_stage": next(
             (r.stage for r in latest.values() if r.status == Status.RUNNING), None
         ),
-        "busy": any(not run.finished for run in latest.values()),
+        "busy": now.busy,
         "workflow": workflow,
         "progress": progress,
     }
 
 
 def section(now: Now, stage_key: str) -> Section:
-    return Section.of(STAGES[stage_key], now.runs[stage_key])
+    runs = now.runs[stage_key]
+    first = runs[0] if runs else None
+    return Section(STAGES[stage_key], first, runs[1:], now.plan(stage_key), now.busy)
 
 
 def page(case: ClinicalCase, selected: str | None) -> dict:

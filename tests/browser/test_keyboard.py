@@ -118,3 +118,4 @@ def test_run_stop_continue_and_ask_with_the_keyboard_alone(workspace, simulator)
     expect(question).to_be_editable(timeout=30_000)
     expect(question).to_be_focused()
     expect(question).to_have_value("")
+    expect(page.locator("#chat-log")).to_have_attribute("aria-busy", "false")  # read out

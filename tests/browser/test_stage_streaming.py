@@ -106,8 +106,11 @@ def test_a_stage_that_needs_an_earlier_one_runs_it_first_and_says_so(page, alice
     )
     expect(summary.get_by_role("button", name="Stop problem representation")).to_be_visible()
     expect(differential.get_by_role("button", name="Stop differential diagnosis")).to_be_visible()
+    stop_both = page.locator('[data-action=cancel][data-group-key="differential"]')
+    expect(stop_both).to_be_focused()  # the Stop that stops both
     expect(differential).to_have_attribute("data-status", "complete", timeout=30_000)
     expect(summary).to_have_attribute("data-status", "complete")
+    expect(differential.get_by_role("button", name="Run again: differential")).to_be_focused()
     expect(page.locator("[data-summary=differential]")).to_contain_text("Simulated summary")
     expect(
         differential.get_by_role("button", name="Run again: differential diagnosis")

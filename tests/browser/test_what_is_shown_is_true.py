@@ -23,6 +23,7 @@ def test_a_stage_run_again_turns_the_next_stale_at_once_on_every_page(workspace,
     expect(_step(page, "differential")).to_have_attribute("data-status", "complete")
     other = page.context.new_page()
     other.goto(page.url)
+    other.get_by_label("Ask a follow-up question").fill("A question half")
     page.bring_to_front()
 
     simulator.configure(tps=10, words=300)
@@ -47,6 +48,7 @@ def test_a_stage_run_again_turns_the_next_stale_at_once_on_every_page(workspace,
     expect(other.locator("#reasoning-differential")).to_have_attribute("data-status", "stale")
     expect(_bubbles(other, "differential")).to_contain_text("out of date")
     expect(other.locator("#reasoning-summary")).to_contain_text("Simulated")  # and follows
+    expect(other.get_by_label("Ask a follow-up question")).to_have_value("A question half")
 
     simulator.configure(tps=400, words=40)
     expect(_step(other, "summary")).to_have_attribute("data-status", "complete", timeout=60_000)

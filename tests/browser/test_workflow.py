@@ -85,6 +85,8 @@ def test_editing_the_case_turns_the_stages_stale(workspace, case, simulator):
     ).to_be_visible()
     assert ClinicalCase.objects.get().vitals == "HR 130, BP 80/50"
 
+    stale_differential = page.locator("#reasoning-differential .stale-note").get_by_role("button")
+    expect(stale_differential).to_have_text("Run 2 stages")  # its summary is stale too
     note = page.locator("#reasoning-summary .stale-note")
     expect(note).to_contain_text("Out of date. The case was edited after this was written.")
     note.get_by_role("button", name="Run again: problem representation").click()
