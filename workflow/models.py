@@ -212,24 +212,13 @@ class ClinicalCase(models.Model):
             latest[key] for key in keys if key in latest and latest[key].status == Status.COMPLETE
         ]
 
-    def missing_for(
-        self, stage_keys: tuple[str, ...], latest: dict[str, "StageRun"] | None = None
-    ) -> list[Stage]:
-        """What running these stages in order needs that is not complete beforehand."""
-        latest = self.latest_runs() if latest is None else latest
-        needed = dict.fromkeys(need for key in stage_keys for need in STAGES[key].needs)
-        return [
-            STAGES[key]
-            for key in needed
-            if key not in stage_keys
-            and (key not in latest or latest[key].status != Status.COMPLETE)
-        ]
-
     def builds_on(self, stage: Stage) -> tuple[list[Stage], list["StageRun"]]:
         """What a run of `stage` builds on, read once: the stages it needs that are not
         complete, and the complete runs before it."""
         latest = self.latest_runs()
-        return self.missing_for((stage.key,), latest), self.completed_runs(stage, latest)
+        complete = {key for key, run in latest.items() if run.status == Status.COMPLETE}
+        needed = to_run([stage.key], complete, again=True)[:-1]
+        return [STAGES[key] for key in needed], self.completed_runs(stage, latest)
 
     @transaction.atomic
     def start_stage_runs(
