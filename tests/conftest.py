@@ -71,7 +71,14 @@ class Simulator:
 
     def reset(self) -> None:
         self.configure(
-            ttft=0.05, tps=200.0, words=60, faults=[], fault_rates={}, seed=0, requests=[]
+            ttft=0.05,
+            tps=200.0,
+            words=60,
+            faults=[],
+            fault_rates={},
+            seed=0,
+            markdown=False,
+            requests=[],
         )
 
     def state(self) -> dict:

@@ -4,7 +4,8 @@ Dev and test tooling, not part of the app: `make simulator` serves it on port 80
 (`python -m tests.llm_simulator --help`); the test suite starts its own.
 
 `POST /v1/chat/completions` streams (or, without `stream`, returns) a deterministic answer
-in the tag format at a set pace, and injects faults on demand.
+in the tag format at a set pace, and injects faults on demand. Like a real provider, it
+stops a streamed answer at the request's `max_tokens` (`finish_reason` "length").
 
 Control API (JSON), which the tests use:
 - `GET /control`: its settings and every request it received (`requests`), each with
@@ -23,6 +24,8 @@ Control API (JSON), which the tests use:
     token one time in four, else at any token), from `seed`;
   - `stamp`: each token of a streamed answer is `<n>@<unix time it was sent>`, so a
     benchmark can tell how long each took to arrive and whether any was lost;
+  - `markdown`: a stage's reasoning comes as Markdown sections (headings, paragraphs,
+    lists, tables) instead of one paragraph;
   - `requests: []` forgets the requests received (it keeps the last `--keep` at most).
 
 It binds loopback only: it hands out the prompts it received, and obeys anyone who can
@@ -83,6 +86,9 @@ class Config:
     seed: int = 0
     # Each token of a streamed answer is "<n>@<unix time it was sent>" (for benchmarks).
     stamp: bool = False
+    # A stage's reasoning comes as Markdown: headed sections of a paragraph, a list and
+    # now and then a table.
+    markdown: bool = False
     requests: list[dict[str, Any]] = field(default_factory=list)
     keep: int = 5000  # requests kept, the latest
 
@@ -107,6 +113,7 @@ CONTROL_KEYS = {
     "fault_rates": (dict, lambda rates: all(isinstance(r, int | float) for r in rates.values())),
     "seed": (int, lambda seed: True),
     "stamp": (bool, lambda stamp: True),
+    "markdown": (bool, lambda markdown: True),
     "requests": (list, lambda requests: requests == []),  # only to forget them
 }
 # What a prompt-injected answer might carry: each would send the case out if obeyed.
@@ -127,7 +134,9 @@ ERRORS = {
 TAGS = ("<detailed>", "</detailed>", "<summary>", "</summary>")
 
 
-def answer(messages: list[dict[str, str]], words: int, *, summary: bool = True) -> str:
+def answer(
+    messages: list[dict[str, str]], words: int, *, summary: bool = True, markdown: bool = False
+) -> str:
     """The deterministic answer to a conversation; asked to carry on, text of its own."""
     if len(messages) >= 2 and messages[-1]["content"] == CONTINUE:
         return carrying_on(messages[:-2], messages[-2]["content"], words)
@@ -137,7 +146,8 @@ def answer(messages: list[dict[str, str]], words: int, *, summary: bool = True) 
     if "<detailed>" not in prompt:  # not a stage: a summarising call or a chat reply
         return body
     first_line = prompt.splitlines()[0][:80]
-    text = f"<detailed>Simulated reasoning on {first_line}: {body}.</detailed>"
+    reasoning = f"\n\n{_sections(body)}\n" if markdown else f" {body}."
+    text = f"<detailed>Simulated reasoning on {first_line}:{reasoning}</detailed>"
     if summary:
         text += f"\n<summary>Simulated summary {digest % 10000}: {body[:60]}.</summary>"
     return text
@@ -176,6 +186,21 @@ def injected(text: str) -> str:
 
 def _digest(text: str) -> int:
     return int(hashlib.sha256(text.encode()).hexdigest(), 16)
+
+
+def _sections(body: str) -> str:
+    """Words as a clinician's note comes: sections of a heading, a paragraph and a list,
+    every third with a table."""
+    words, sections = body.split(" "), []
+    for n, at in enumerate(range(0, len(words), 60)):
+        part = words[at : at + 60]
+        section = f"### Section {n + 1}\n\n{' '.join(part[:30]).capitalize()}."
+        items = [" ".join(part[i : i + 10]) for i in range(30, len(part), 10)]
+        section += "\n\n" + "\n".join(f"- {item}" for item in items) if items else ""
+        if n % 3 == 2:
+            section += f"\n\n| finding | value |\n|---|---|\n| {part[0]} | {part[-1]} |"
+        sections.append(section)
+    return "\n\n".join(sections)
 
 
 def _words(digest: int, count: int) -> str:
@@ -249,7 +274,12 @@ class Simulator:
             return response.json(int(fault), {"error": {"message": ERRORS[fault]}}, headers)
         if fault == "nostream" and request.get("stream"):
             return response.json(400, {"error": {"message": "stream is not supported here"}})
-        text = answer(request["messages"], config.words, summary=fault != "nosummary")
+        text = answer(
+            request["messages"],
+            config.words,
+            summary=fault != "nosummary",
+            markdown=config.markdown,
+        )
         if fault == "links":
             text = injected(text)
         model = request.get("model", "simulator")
@@ -268,6 +298,9 @@ class Simulator:
             pieces.append(("content", "</detailed>\n<summary>Stamped tokens.</summary>"))
         if kind == "thinking":
             pieces = [("reasoning_content", p) for p in tokens("Thinking it over first.")] + pieces
+        limit = request.get("max_tokens") or len(pieces)
+        finish = "length" if len(pieces) > limit else "stop"
+        pieces = pieces[:limit]
         for n, (name, piece) in enumerate(pieces):
             if kind == "drop" and n == int(at):
                 return response.cut()
@@ -279,7 +312,7 @@ class Simulator:
             written[name] = written.get(name, "") + piece
             await response.drain()
             await asyncio.sleep(1 / config.tps)
-        response.event(_chunk(model, {}, finish_reason="stop"))
+        response.event(_chunk(model, {}, finish_reason=finish))
         usage = {
             "prompt_tokens": len(str(request["messages"])) // 4,
             "completion_tokens": len(pieces),

@@ -52,22 +52,25 @@ async def events(
         return broker.State(*found) if found else broker.State(0, finished=True)  # deleted
 
     first = True
+    deltas = fragments.Deltas()
     heartbeat = settings.STREAM_HEARTBEAT_INTERVAL
     follow = broker.follow(followed.stream_group, snapshot, heartbeat=heartbeat, load_state=state)
     async for item in follow:
         if item is broker.HEARTBEAT:
             yield sse.comment("heartbeat")
         elif isinstance(item, broker.Delta):
-            html = fragments.delta(prefix, item.id, item.texts)
+            html = deltas.html(prefix, item.id, item.texts)
             yield sse.encode(html, event="delta", id=item.seq)
             # Written to the page's stream; hosts' clocks may disagree by a little.
             metrics.DELIVERY_LAG.observe(max(0.0, time.time() - item.at))
         elif first:
             first = False
+            deltas.follow(item)
             # After a reconnect with the last event id, the page already shows this state.
             if item.seq != last_event_id:
                 yield sse.encode(item.html, event="snapshot", id=item.seq)
             if item.finished:
                 yield sse.encode("", event="done", id=item.seq)
         else:
+            deltas.follow(item)
             yield sse.encode(item.html, event="done" if item.finished else "stage", id=item.seq)

@@ -7,13 +7,14 @@ event of every stream carries, is built here instead: from a template it cost fo
 the CPU.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.http import HttpRequest
 from django.template.loader import render_to_string
-from django.utils.html import format_html_join
+from django.utils.html import format_html
 
-from workflow import workspace
+from streaming.router import THINKING
+from workflow import markdown, workspace
 from workflow.models import ChatMessage, ClinicalCase, Generation, StageRun, WorkflowRun
 
 PAGE = "workflow/workspace.html"
@@ -26,6 +27,8 @@ class Snapshot:
     seq: int
     finished: bool
     html: str
+    # The unfinished Markdown text the deltas continue, by element id (see `Deltas`).
+    tails: dict[str, str] = field(default_factory=dict)
 
 
 def render(request: HttpRequest, partial: str, context: dict) -> str:
@@ -60,13 +63,47 @@ def refused(request: HttpRequest, notice: str) -> str:
     return swaps(request, ["notice"], {"notice": notice})
 
 
-def delta(generation_prefix: str, generation_id: int, texts: dict[str, str]) -> str:
-    """Text appended to a generation's channels on the page."""
-    return format_html_join(
-        "",
-        '<div hx-swap-oob="beforeend:#{}-{}-{}"><span>{}</span></div>',
-        ((generation_prefix, generation_id, channel, text) for channel, text in texts.items()),
-    )
+class Deltas:
+    """The deltas of one event stream. Each appends its text to its channel's element as
+    written; once a Markdown channel's block is whole, the same event puts it in place
+    rendered: its raw spans go, the rendered block and the unfinished rest come. So the
+    page renders one block at a time, never the whole text again. The model's own
+    thinking stays plain text."""
+
+    def __init__(self) -> None:
+        self.tails: dict[str, str] = {}
+
+    def follow(self, snapshot: Snapshot) -> None:
+        """Continue from what a snapshot shows."""
+        self.tails = dict(snapshot.tails)
+
+    def html(self, prefix: str, generation_id: int, texts: dict[str, str]) -> str:
+        html = []
+        for channel, text in texts.items():
+            target = f"{prefix}-{generation_id}-{channel}"
+            html.append(format_html(_APPEND, target, format_html("<span>{}</span>", text)))
+            if channel == THINKING:
+                continue
+            done, self.tails[target] = markdown.advance(self.tails.get(target, ""), text)
+            if done:
+                rest = format_html("<span data-shown>{}</span>", self.tails[target])
+                html.append(format_html(_DELETE, target))
+                html.append(format_html(_APPEND, target, markdown.render(done) + rest))
+        return "".join(html)
+
+
+_APPEND = '<div hx-swap-oob="beforeend:#{}">{}</div>'
+_DELETE = '<div hx-swap-oob="delete:#{} > span"></div>'
+
+
+def _tails(generations: list[Generation]) -> dict[str, str]:
+    """The unfinished Markdown text of each generation being written, by element id."""
+    return {
+        f"{g.stream_prefix}-{g.pk}-{channel}": markdown.unfinished(getattr(g, channel))
+        for g in generations
+        if not g.finished
+        for channel in g.markdown_fields
+    }
 
 
 def stage_run_snapshot(request: HttpRequest, run_id: int) -> Snapshot:
@@ -74,15 +111,15 @@ def stage_run_snapshot(request: HttpRequest, run_id: int) -> Snapshot:
     now = workspace.Now.of(case)
     run = now.run(run_id)
     html = _runs(request, [run], now) + _case(request, case, now, run.finished)
-    return Snapshot(run.seq, run.finished, html)
+    return Snapshot(run.seq, run.finished, html, _tails([run]))
 
 
 def workflow_run_snapshot(request: HttpRequest, workflow_id: int) -> Snapshot:
     workflow = WorkflowRun.objects.select_related("case").get(pk=workflow_id)
     now = workspace.Now.of(workflow.case)
-    html = _runs(request, now.runs_of(workflow), now)
-    html += _case(request, workflow.case, now, workflow.finished)
-    return Snapshot(workflow.stream_seq(), workflow.finished, html)
+    runs = now.runs_of(workflow)
+    html = _runs(request, runs, now) + _case(request, workflow.case, now, workflow.finished)
+    return Snapshot(workflow.stream_seq(), workflow.finished, html, _tails(runs))
 
 
 def chat_reply_snapshot(request: HttpRequest, message_id: int) -> Snapshot:
@@ -94,7 +131,7 @@ def chat_reply_snapshot(request: HttpRequest, message_id: int) -> Snapshot:
         html += swaps(request, ["chat-bubble"], {"message": failed})
     if message.finished:
         html += _next_stream(request, message.case)
-    return Snapshot(message.seq, message.finished, html)
+    return Snapshot(message.seq, message.finished, html, _tails([message]))
 
 
 def _runs(request: HttpRequest, runs: list[StageRun], now: workspace.Now) -> str:

@@ -1,6 +1,9 @@
 """Model output as HTML: Markdown rendered once a block is finished, then sanitised."""
 
+import re
+
 import nh3
+from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 from markdown_it import MarkdownIt
 from markdown_it.common.utils import escapeHtml
@@ -30,3 +33,45 @@ _markdown.add_render_rule("link_close", _link_close)
 def render(text: str) -> SafeString:
     """Sanitised HTML of Markdown text: raw HTML escaped, links inert text, no images."""
     return mark_safe(nh3.clean(_markdown.render(text), tags=_TAGS))  # nh3 has sanitised it
+
+
+# Only the blocks' boundaries are needed while text streams: no inline parsing.
+_blocks = MarkdownIt("commonmark").enable("table")
+_blocks.core.ruler.disable("inline")
+_LINE_START = re.compile(r"\r\n?|\n")
+_ONE_LINE = {"heading_open", "hr"}
+
+
+def finished_length(text: str) -> int:
+    """How much of streamed text is whole blocks (paragraphs, lists, headings, tables…) that
+    nothing written later can change: every block of its complete lines but the last,
+    which may still grow (a list its next item, a paragraph a setext underline), unless
+    that is a heading or a rule, which end with their line."""
+    complete = text[: max(text.rfind("\n"), text.rfind("\r")) + 1]
+    blocks = [t for t in _blocks.parse(complete) if t.level == 0 and t.map]
+    if not blocks:
+        return 0
+    lines = [0] + [match.end() for match in _LINE_START.finditer(complete)]
+    last = blocks[-1]
+    return len(complete) if last.type in _ONE_LINE else lines[last.map[0]]
+
+
+def advance(tail: str, text: str) -> tuple[str, str]:
+    """The blocks `text` finished after `tail` (the unfinished text so far), and the new
+    unfinished text. A block can only be finished by a line that begins after it."""
+    tail += text
+    if "\n" not in text and "\r" not in text:
+        return "", tail
+    done = finished_length(tail)
+    return tail[:done], tail[done:]
+
+
+def unfinished(text: str) -> str:
+    return text[finished_length(text) :]
+
+
+def streaming(text: str) -> SafeString:
+    """Text being written: its whole blocks rendered, the rest escaped in a `<span>`."""
+    done = finished_length(text)
+    tail = format_html("<span>{}</span>", text[done:]) if text[done:] else ""
+    return render(text[:done]) + tail if done else mark_safe(tail)  # both are escaped

@@ -435,6 +435,8 @@ class Generation(Streamable, models.Model):
     metric_stage: str
     # Set by the workspace: a later run of its stage, or a later reply, exists.
     superseded = False
+    # Its fields of Markdown text (the model's own thinking is shown as written).
+    markdown_fields: tuple[str, ...]
 
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.QUEUED)
     # A database default too: a process of the release before still inserts rows without
@@ -773,6 +775,7 @@ class StageRun(Generation):
 
     stream_prefix = "stage-run"
     metric_kind = "stage"
+    markdown_fields = ("reasoning", "summary")
     stale_because = ""  # set by the workspace: what changed since it was written
 
     case = models.ForeignKey(ClinicalCase, on_delete=models.CASCADE, related_name="stage_runs")
@@ -886,6 +889,7 @@ class ChatMessage(Generation):
     stream_prefix = "chat-message"
     metric_kind = "reply"
     metric_stage = ""
+    markdown_fields = ("content",)
 
     class Role(models.TextChoices):
         USER = "user"

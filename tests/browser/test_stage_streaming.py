@@ -206,3 +206,31 @@ def test_a_stream_cut_several_times_shows_every_word_once(
     if motion == "reduce":  # no text is still being spelled out when the run ends
         assert seen[-1] == sent
     assert squash(shown) == squash(sent)
+
+
+def test_markdown_renders_one_finished_block_at_a_time_while_it_streams(page, alice, simulator):
+    simulator.configure(tps=80, words=240, markdown=True)
+    log_in(page, "alice", "alice-password-1")
+    _new_case(page)
+
+    page.locator("[data-action=run-stage][data-stage-key=summary]").click()
+    step = page.locator("li[data-stage-key=summary]")
+    reasoning = page.locator("[data-reasoning=summary]")
+    first = reasoning.locator("h3").first
+    expect(first).to_have_text("Section 1")
+    assert step.get_attribute("data-status") == "running"
+    first.evaluate("heading => { heading.dataset.kept = ''; }")  # lost if it were redrawn
+
+    expect(reasoning.locator("h3")).to_have_count(2)
+    expect(reasoning.locator("ul li").first).to_be_visible()
+    assert step.get_attribute("data-status") == "running"
+    assert reasoning.locator("h3[data-kept]").count() == 1  # rendered once, kept since
+    blocks = "el => [...el.children].filter(c => c.tagName !== 'SPAN').map(c => c.textContent)"
+    rendered = " ".join(reasoning.evaluate(blocks))
+    assert "###" not in rendered and "Section 1" in rendered
+    assert not re.search(r"^- ", rendered, re.M)
+
+    expect(step).to_have_attribute("data-status", "complete", timeout=30_000)
+    expect(reasoning.locator("h3")).to_have_count(4)
+    expect(reasoning.locator("table")).to_have_count(1)
+    assert "###" not in reasoning.inner_text() and "|---|" not in reasoning.inner_text()

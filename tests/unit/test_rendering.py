@@ -14,7 +14,7 @@ HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
 
 
 def _delta(texts: dict[str, str]) -> str:
-    return fragments.delta("stage-run", 7, texts)
+    return fragments.Deltas().html("stage-run", 7, texts)
 
 
 class _Appends(HTMLParser):
@@ -38,7 +38,10 @@ class _Appends(HTMLParser):
 CHANNELS = st.sampled_from(["reasoning", "summary", "thinking"])
 
 
-@given(st.dictionaries(CHANNELS, st.text(min_size=1), min_size=1))
+ONE_LINE = st.text(min_size=1).filter(lambda text: not re.search(r"[\r\n]", text))
+
+
+@given(st.dictionaries(CHANNELS, ONE_LINE, min_size=1))
 def test_a_delta_appends_exactly_the_text_to_each_channel(texts):
     page = _Appends()
     page.feed(_delta(texts))
@@ -90,10 +93,12 @@ def _section(rf, run: StageRun) -> str:
     return fragments.swaps(rf.get("/"), ["reasoning-section", "summary-bubble"], context)
 
 
-def test_a_finished_run_renders_markdown_and_a_running_one_plain_text(rf):
+def test_a_finished_run_renders_markdown_and_a_running_one_its_unfinished_block_as_written(rf):
     done = StageRun(pk=3, case_id=1, stage_key="summary", status="complete", reasoning="**a**")
     assert "<strong>a</strong>" in _section(rf, done)
-    running = StageRun(pk=3, case_id=1, stage_key="summary", status="running", reasoning="**a**")
+    running = StageRun(
+        pk=3, case_id=1, stage_key="summary", status="running", reasoning="**a**\n\n**b**\n"
+    )
     html = _section(rf, running)
-    assert "<span>**a**</span>" in html
+    assert "<strong>a</strong>" in html and "<span>**b**\n</span>" in html
     assert 'class="typing"' in html

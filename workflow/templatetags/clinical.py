@@ -12,6 +12,12 @@ def as_markdown(text: str):
 
 
 @register.filter
+def as_streaming_markdown(text: str):
+    """Model output being written: its whole blocks rendered, the rest as written."""
+    return markdown.streaming(text or "")
+
+
+@register.filter
 def seconds(value: float | None) -> str:
     if value is None:
         return ""
