@@ -52,7 +52,18 @@
       }
     });
   }
-  document.addEventListener("htmx:sseMessage", followText);
+  // After a delta, once a frame at most: each look at where the live text is lays the
+  // page out again, and a long block being written makes that the page's main cost.
+  // After a full-state event at once, before a scroll the redraw caused is taken for
+  // the reader's.
+  let following = 0;
+  document.addEventListener("htmx:sseMessage", function (event) {
+    if (event.detail.type !== "delta") {
+      followText();
+    } else if (!following) {
+      following = requestAnimationFrame(function () { following = 0; followText(); });
+    }
+  });
 
   // Reveal streamed text at a steady pace: each delta's text is spelled out over about
   // the time between deltas, so it flows instead of arriving in bursts, and is whole

@@ -438,6 +438,8 @@ tag, {TTFT * 1000:.0f} ms after the request; the first text comes one token late
 Then the clinician clicks Stop: Stop → the stage shown stopped (the browser tests check
 that no text arrives after it).
 
+A 20,000-word stage in Chromium: [performance-long-stage.md](performance-long-stage.md).
+
 {HEADER}
 {table}
 
