@@ -33,6 +33,25 @@ def test_login_case_list_and_case_form(page, alice, case):
     page.get_by_role("link", name="New case").first.click()
     page.get_by_role("button", name="Create case").click()
     _accessible(page, "case form with errors")
+    page.goto(f"/cases/{case.pk}/edit/")
+    page.get_by_label("Chief complaint").fill("")
+    page.get_by_role("button", name=re.compile("Save")).click()
+    expect(page.get_by_role("alert")).to_be_visible()
+    _accessible(page, "case edit form with errors")
+
+
+def test_the_operations_page(page, django_user_model, case, simulator):
+    django_user_model.objects.create_user("ops", password="ops-password-1", is_staff=True)
+    simulator.configure(faults=["401"])
+    log_in(page, "alice", "alice-password-1")
+    page.goto(f"/cases/{case.pk}/")
+    page.locator("[data-action=run-stage][data-stage-key=summary]").first.click()
+    expect(_step(page, "summary")).to_have_attribute("data-status", "error", timeout=30_000)
+    page.get_by_role("button", name=re.compile("Log out")).click()
+    log_in(page, "ops", "ops-password-1")
+    page.goto("/ops/")
+    expect(page.get_by_role("heading", level=1)).to_contain_text("Operations")
+    _accessible(page, "operations")
 
 
 def test_workspace_idle_streaming_stopped_and_complete(workspace, simulator):
@@ -63,12 +82,15 @@ def test_workspace_error(workspace, simulator):
     _accessible(page, "error")
 
 
-def test_a_phone(page, alice, case, simulator):
-    page.set_viewport_size({"width": 390, "height": 844})
+@pytest.mark.parametrize("width", [390, 768])
+def test_a_phone_and_a_tablet(page, alice, case, simulator, width):
+    page.set_viewport_size({"width": width, "height": 1024})
     log_in(page, "alice", "alice-password-1")
-    _accessible(page, "case list at 390 px")
+    _accessible(page, f"case list at {width} px")
     page.goto(f"/cases/{case.pk}/")
-    _accessible(page, "workspace at 390 px")
+    _accessible(page, f"workspace at {width} px")
+    page.get_by_role("button", name="Stages", exact=True).click()
+    _accessible(page, f"workspace at {width} px, its stages shown")
 
 
 def test_a_failed_submit_focuses_the_first_wrong_field_and_links_its_error(page, alice):
