@@ -15,7 +15,9 @@ OVERFLOW = "() => document.documentElement.scrollWidth - document.documentElemen
 
 
 @pytest.mark.parametrize("screen", [PHONE, TABLET], ids=["phone", "tablet"])
-def test_a_small_screen_shows_the_reasoning_and_the_chat_first(page, alice, case, simulator, screen):
+def test_a_small_screen_shows_the_reasoning_and_the_chat_first(
+    page, alice, case, simulator, screen
+):
     ClinicalCase.objects.create(
         owner=alice, chief_complaint="Crushing retrosternal chest pain radiating to the jaw"
     )
