@@ -53,7 +53,7 @@ def finished_length(text: str) -> int:
         return 0
     lines = [0] + [match.end() for match in _LINE_START.finditer(complete)]
     last = blocks[-1]
-    return len(complete) if last.type in _ONE_LINE else lines[last.map[0]]
+    return lines[last.map[1] if last.type in _ONE_LINE else last.map[0]]
 
 
 def advance(tail: str, text: str) -> tuple[str, str]:
@@ -75,3 +75,4 @@ def streaming(text: str) -> SafeString:
     done = finished_length(text)
     tail = format_html("<span>{}</span>", text[done:]) if text[done:] else ""
     return render(text[:done]) + tail if done else mark_safe(tail)  # both are escaped
+

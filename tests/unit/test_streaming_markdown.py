@@ -3,7 +3,7 @@
 import itertools
 import re
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from workflow import fragments
@@ -46,12 +46,14 @@ def _chunked(text: str, cuts: list[int]) -> list[str]:
     return [text[a:b] for a, b in itertools.pairwise(bounds) if b > a]
 
 
+@settings(max_examples=1000)
 @given(MARKDOWN)
 def test_whole_blocks_render_as_they_do_within_the_whole_text(text):
     done = finished_length(text)
     assert render(text[:done]) + render(text[done:]) == render(text)
 
 
+@settings(max_examples=1000)
 @given(MARKDOWN, st.lists(st.integers(min_value=0), max_size=30))
 def test_streamed_in_any_pieces_the_same_blocks_are_finished(text, cuts):
     tail, finished = "", []
