@@ -1,21 +1,25 @@
 """The content router: splits a model's stream into the reasoning and the summary.
 
-The model is asked for `<detailed>…</detailed>` then `<summary>…</summary>`. Tags may be
-split across chunks at any point, may differ in case, and text may stand outside them
-(it counts as reasoning). A model's separate reasoning field goes to `thinking`.
+The model is asked for `<detailed>…</detailed>` then `<summary>…</summary>`, and for some
+stages a `<cant_miss>…</cant_miss>` part between them. Tags may be split across chunks at
+any point, may differ in case, and text may stand outside them (it counts as reasoning).
+A model's separate reasoning field goes to `thinking`.
 """
 
 from dataclasses import dataclass
 from typing import Literal
 
-Channel = Literal["reasoning", "summary", "thinking"]
+Channel = Literal["reasoning", "summary", "thinking", "cant_miss"]
 REASONING: Channel = "reasoning"
 SUMMARY: Channel = "summary"
 THINKING: Channel = "thinking"
+CANT_MISS: Channel = "cant_miss"
 
 _TAGS: dict[str, Channel] = {
     "<detailed>": REASONING,
     "</detailed>": REASONING,
+    "<cant_miss>": CANT_MISS,
+    "</cant_miss>": REASONING,
     "<summary>": SUMMARY,
     "</summary>": REASONING,
 }

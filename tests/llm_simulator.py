@@ -16,7 +16,8 @@ Control API (JSON), which the tests use:
   - `ttft` seconds to the first token, `tps` tokens per second, `words` per answer;
   - `faults`: a queue, one per coming request: `400`, `401`, `429`, `500` (an HTTP error),
     `drop@N` (the connection is cut after N tokens), `stall@N` (silence after N tokens),
-    `nosummary` (no summary part), `thinking` (reasoning first, in `reasoning_content`),
+    `nosummary` (no summary part), `nocantmiss` (no can't-miss part, where one is asked
+    for), `thinking` (reasoning first, in `reasoning_content`),
     `links` (a prompt-injected answer: links, an image and raw HTML pointing elsewhere),
     `nostream` (a 400 that refuses `stream`, to a streaming request);
   - `fault_rates`: faults drawn at random for requests the queue does not cover, e.g.
@@ -132,10 +133,17 @@ ERRORS = {
     "500": "simulated server error",
 }
 TAGS = ("<detailed>", "</detailed>", "<summary>", "</summary>")
+# What it names when a prompt asks for the can't-miss diagnoses.
+CANT_MISS = ("pulmonary embolism", "acute coronary syndrome", "aortic dissection")
 
 
 def answer(
-    messages: list[dict[str, str]], words: int, *, summary: bool = True, markdown: bool = False
+    messages: list[dict[str, str]],
+    words: int,
+    *,
+    summary: bool = True,
+    cant_miss: bool = True,
+    markdown: bool = False,
 ) -> str:
     """The deterministic answer to a conversation; asked to carry on, text of its own."""
     if len(messages) >= 2 and messages[-1]["content"] == CONTINUE:
@@ -148,6 +156,8 @@ def answer(
     first_line = prompt.splitlines()[0][:80]
     reasoning = f"\n\n{_sections(body)}\n" if markdown else f" {body}."
     text = f"<detailed>Simulated reasoning on {first_line}:{reasoning}</detailed>"
+    if "<cant_miss>" in prompt and cant_miss:
+        text += "\n<cant_miss>\n" + "\n".join(CANT_MISS) + "\n</cant_miss>"
     if summary:
         text += f"\n<summary>Simulated summary {digest % 10000}: {body[:60]}.</summary>"
     return text
@@ -278,6 +288,7 @@ class Simulator:
             request["messages"],
             config.words,
             summary=fault != "nosummary",
+            cant_miss=fault != "nocantmiss",
             markdown=config.markdown,
         )
         if fault == "links":

@@ -150,9 +150,9 @@ def follow(
 
 def routed(request: dict) -> dict[str, str]:
     """What the app keeps of what the simulator wrote back to one request: a stage answer's
-    `reasoning`, `summary` and `thinking` as the content router splits them, any other
-    answer's `content`; a continuation's text only. A cut answer's last possible tag is held
-    back, not kept."""
+    `reasoning`, `summary`, `cant_miss` and `thinking` as the content router splits them, any
+    other answer's `content`; a continuation's text only. A cut answer's last possible tag is
+    held back, not kept."""
     written, messages = request["written"], request["messages"]
     content, thinking = written.get("content", ""), written.get("reasoning_content", "")
     router = ContentRouter()
@@ -162,7 +162,7 @@ def routed(request: dict) -> dict[str, str]:
     if "<detailed>" not in messages[-1]["content"]:
         return {"content": content, "thinking": thinking}
     pieces = router.feed(content) + (router.close() if request["complete"] else [])
-    texts = {"reasoning": "", "summary": "", "thinking": thinking}
+    texts = {"reasoning": "", "summary": "", "cant_miss": "", "thinking": thinking}
     for channel, text in pieces:
         texts[channel] += text
     return texts

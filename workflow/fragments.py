@@ -13,9 +13,16 @@ from django.http import HttpRequest
 from django.template.loader import render_to_string
 from django.utils.html import format_html
 
-from streaming.router import THINKING
-from workflow import markdown, workspace
-from workflow.models import ChatMessage, ClinicalCase, Generation, StageRun, WorkflowRun
+from streaming.router import CANT_MISS, THINKING
+from workflow import cant_miss, markdown, workspace
+from workflow.models import (
+    ChatMessage,
+    ClinicalCase,
+    Generation,
+    StageRun,
+    Status,
+    WorkflowRun,
+)
 
 PAGE = "workflow/workspace.html"
 
@@ -81,6 +88,9 @@ class Deltas:
         html = []
         for channel, text in texts.items():
             target = f"{prefix}-{generation_id}-{channel}"
+            if channel == CANT_MISS:
+                html.append(self._lane(target, text))
+                continue
             html.append(format_html(_APPEND, target, format_html("<span>{}</span>", text)))
             if channel == THINKING:
                 continue
@@ -91,19 +101,30 @@ class Deltas:
                 html.append(format_html(_APPEND, target, markdown.render(done) + rest))
         return "".join(html)
 
+    def _lane(self, target: str, text: str) -> str:
+        """The can't-miss lane again, once a line of its section is finished."""
+        self.tails[target] = written = self.tails.get(target, "") + text
+        if "\n" not in text and "\r" not in text:
+            return ""
+        lane = cant_miss.Lane.written(written, Status.RUNNING, finished=False)
+        return render_to_string(f"{PAGE}#cant-miss-lane", {"lane": lane, "oob": True})
+
 
 _APPEND = '<div hx-swap-oob="beforeend:#{}">{}</div>'
 _DELETE = '<div hx-swap-oob="delete:#{} > span"></div>'
 
 
 def _tails(generations: list[Generation]) -> dict[str, str]:
-    """The unfinished Markdown text of each generation being written, by element id."""
-    return {
+    """The unfinished Markdown text of each generation being written, and the can't-miss
+    section written so far, by element id."""
+    being_written = [g for g in generations if not g.finished]
+    tails = {
         f"{g.stream_prefix}-{g.pk}-{channel}": markdown.unfinished(getattr(g, channel))
-        for g in generations
-        if not g.finished
+        for g in being_written
         for channel in g.markdown_fields
     }
+    runs = (g for g in being_written if isinstance(g, StageRun))
+    return tails | {f"{run.stream_prefix}-{run.pk}-{CANT_MISS}": run.cant_miss for run in runs}
 
 
 def stage_run_snapshot(request: HttpRequest, run_id: int) -> Snapshot:
@@ -161,8 +182,10 @@ def _run(request: HttpRequest, run: StageRun, now: workspace.Now) -> str:
 
 
 def _case(request: HttpRequest, case: ClinicalCase, now: workspace.Now, finished: bool) -> str:
-    """The stepper, and once the stream is over, the next thing for the page to follow."""
-    html = swaps(request, ["stepper"], workspace.stepper(case, now))
+    """The stepper and the can't-miss lane, and once the stream is over, the next thing
+    for the page to follow."""
+    context = {**workspace.stepper(case, now), "lane": workspace.lane(now)}
+    html = swaps(request, ["stepper", "cant-miss-lane"], context)
     return html + _next_stream(request, case, now) if finished else html
 
 

@@ -785,6 +785,9 @@ class StageRun(Generation):
     stage_key = models.CharField(max_length=20, choices=[(s.key, s.title) for s in STAGES.values()])
     reasoning = models.TextField(blank=True)
     summary = models.TextField(blank=True)
+    # The can't-miss diagnoses it named, one a line, for the stages that name them; a
+    # database default too, for the processes of the release before during a deploy.
+    cant_miss = models.TextField(blank=True, default="", db_default="")
     inputs = models.JSONField(
         default=dict, blank=True, help_text="The earlier stage runs whose summaries it used."
     )
@@ -878,8 +881,12 @@ class StageRun(Generation):
     def raw_output(self) -> str:
         """The text as the model wrote it, tags included, for asking it to carry on."""
         raw = f"<detailed>{self.reasoning}"
+        if self.cant_miss or self.summary:
+            raw += "</detailed>"
+        if self.cant_miss:
+            raw += f"\n<cant_miss>{self.cant_miss}" + ("</cant_miss>" if self.summary else "")
         if self.summary:
-            raw += f"</detailed>\n<summary>{self.summary}"
+            raw += f"\n<summary>{self.summary}"
         return raw
 
 

@@ -8,6 +8,16 @@ OUTPUT_FORMAT = (
     "written in Markdown for a clinician. Then a concise summary of at most five short "
     "bullet points inside <summary>…</summary>. Write nothing outside the two parts."
 )
+# A stage that names the can't-miss diagnoses does so in a part of its own, which the page
+# shows first (`workflow.cant_miss`).
+OUTPUT_FORMAT_NAMING_CANT_MISS = (
+    "Answer in exactly three parts. First your full reasoning inside "
+    "<detailed>…</detailed>, written in Markdown for a clinician. Then the can't-miss "
+    "diagnoses, those that must be excluded even if unlikely, inside "
+    "<cant_miss>…</cant_miss>: one diagnosis per line, with nothing else on the line. Then "
+    "a concise summary of at most five short bullet points inside <summary>…</summary>. "
+    "Write nothing outside the three parts."
+)
 
 SYSTEM_PROMPT = (
     "You are MedhastraAI, a clinical reasoning assistant working beside a licensed "
@@ -25,6 +35,7 @@ class Stage:
     purpose: str
     instructions: str
     needs: tuple[str, ...] = ()
+    names_cant_miss: bool = False
 
 
 @dataclass(frozen=True)
@@ -55,6 +66,7 @@ _STAGE_LIST = (
         "likelihood. Then name separately the can't-miss diagnoses that must be excluded "
         "even if unlikely, and what would exclude each.",
         needs=("summary",),
+        names_cant_miss=True,
     ),
     Stage(
         "diagnostics",
@@ -155,7 +167,8 @@ def stage_messages(
     summaries = [f"## {s.title}\n{summary}" for s, summary in earlier]
     if summaries:
         parts.append("# Conclusions of the earlier stages\n" + "\n\n".join(summaries))
-    parts.append(f"{TASK}{stage.title}\n{stage.instructions}\n\n{OUTPUT_FORMAT}")
+    output = OUTPUT_FORMAT_NAMING_CANT_MISS if stage.names_cant_miss else OUTPUT_FORMAT
+    parts.append(f"{TASK}{stage.title}\n{stage.instructions}\n\n{output}")
     return [
         {"role": "system", "content": SYSTEM_PROMPT},
         {"role": "user", "content": "\n\n".join(parts)},

@@ -5,6 +5,7 @@ from itertools import chain
 
 from django.urls import reverse
 
+from workflow import cant_miss
 from workflow.models import ChatMessage, ClinicalCase, StageRun, Status, WorkflowRun
 from workflow.stages import GROUPS, RUN_ALL, STAGES, Stage, to_run
 
@@ -127,11 +128,17 @@ def section(now: Now, stage_key: str) -> Section:
     return Section(STAGES[stage_key], first, runs[1:], now.plan(stage_key), now.busy)
 
 
+def lane(now: Now) -> cant_miss.Lane:
+    """The can't-miss lane, from the latest run of the stage that names them."""
+    return cant_miss.Lane.of(now.latest.get(cant_miss.STAGE))
+
+
 def page(case: ClinicalCase, selected: str | None) -> dict:
     now = Now.of(case)
     return {
         **stepper(case, now),
         "case": case,
+        "lane": lane(now),
         "sections": [section(now, key) for key in STAGES],
         "timeline": timeline(case, now),
         "stream_url": next_stream_url(case, now),

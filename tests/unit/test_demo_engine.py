@@ -1,6 +1,7 @@
 import asyncio
 
-from streaming.router import REASONING, SUMMARY, ContentRouter
+from streaming.router import CANT_MISS, REASONING, SUMMARY, ContentRouter
+from workflow import cant_miss
 from workflow.llm import LLMRequest
 from workflow.llm.demo import LABEL, OfflineDemoEngine, compose
 from workflow.stages import STAGES, stage_messages
@@ -43,6 +44,20 @@ def test_it_writes_from_the_case_and_the_presentation():
     summary = compose("summary", FACTS)
     assert "58-year-old male" in summary and "crushing chest pain" in summary
     assert "HR 104" in summary
+
+
+def test_its_differential_names_the_cant_miss_diagnoses_in_their_own_part():
+    router = ContentRouter()
+    routed = router.feed(compose("differential", FACTS)) + router.close()
+    named = "".join(text for channel, text in routed if channel == CANT_MISS)
+    assert cant_miss.items(named, finished=True) == [
+        "acute coronary syndrome",
+        "aortic dissection",
+        "pulmonary embolism",
+        "tension pneumothorax",
+    ]
+    for key in STAGES.keys() - {"differential"}:
+        assert "<cant_miss>" not in compose(key, FACTS)
 
 
 def test_an_unknown_presentation_still_gets_a_safe_generic_answer():

@@ -1,12 +1,15 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streaming.router import REASONING, SUMMARY, THINKING, ContentRouter
+from streaming.router import CANT_MISS, REASONING, SUMMARY, THINKING, ContentRouter
 from tests.chunks import chunked
 
 pieces = st.lists(
     st.one_of(
-        st.sampled_from(["<detailed>", "</detailed>", "<summary>", "</summary>", "<SUMMARY>"]),
+        st.sampled_from(
+            ["<detailed>", "</detailed>", "<cant_miss>", "</cant_miss>", "<summary>", "</summary>"]
+        ),
+        st.sampled_from(["<SUMMARY>", "<Cant_Miss>"]),
         st.sampled_from(["<", "<b>", "a < b", "<det", " ", "\n"]),
         st.text(max_size=15),
     ),
@@ -71,3 +74,14 @@ def test_thinking_goes_to_its_own_channel():
     router = ContentRouter()
     assert router.feed("hmm", thinking=True) == [(THINKING, "hmm")]
     assert router.feed("", thinking=True) == []
+
+
+def test_the_cant_miss_part_goes_to_its_own_channel_with_its_tags_cut_anywhere():
+    text = "<detailed>Reasoning.</detailed>\n<cant_miss>\nPE\nACS\n</cant_miss>\n"
+    text += "<summary>- S</summary>"
+    for cut in range(len(text)):
+        assert route([text[:cut], text[cut:]]) == [
+            (REASONING, "Reasoning."),
+            (CANT_MISS, "PE\nACS\n"),
+            (SUMMARY, "- S"),
+        ]

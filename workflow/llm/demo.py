@@ -201,7 +201,10 @@ def compose(stage_key: str | None, facts: list[tuple[str, str]]) -> str:
         "note": ["Assessment-and-plan note drafted for the chart"],
     }.get(stage_key or "", [])
     summary = "\n".join(f"- {point}" for point in [LABEL, *points])
-    return f"<detailed>{detailed}</detailed>\n<summary>{summary}</summary>"
+    named = ""
+    if stage_key and STAGES[stage_key].names_cant_miss:
+        named = "\n<cant_miss>\n" + "\n".join(p.cant_miss) + "\n</cant_miss>"
+    return f"<detailed>{detailed}</detailed>{named}\n<summary>{summary}</summary>"
 
 
 def reply(question: str, facts: list[tuple[str, str]]) -> str:

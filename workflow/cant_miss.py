@@ -1,0 +1,44 @@
+"""The can't-miss diagnoses: the differential names them in a section of its own
+(`<cant_miss>`, one per line), and the page shows them first, in a lane of their own,
+as each line is finished. Only that section counts: no keyword spotting."""
+
+import re
+from dataclasses import dataclass, field
+
+from workflow.models import StageRun, Status
+
+STAGE = "differential"
+_MARKER = re.compile(r"^(?:[-*•+]|\d{1,2}[.)])\s+")
+
+
+def items(text: str, *, finished: bool) -> list[str]:
+    """The diagnoses the section names: one a line, list markers dropped, and while it is
+    being written only the lines that are finished."""
+    lines = re.split(r"\r\n?|\n", text)
+    if not finished:
+        lines.pop()
+    return [named for line in lines if (named := _MARKER.sub("", line.strip()).strip())]
+
+
+@dataclass
+class Lane:
+    """What the lane shows: nothing before the differential has run (`absent`); what it
+    named (`present`); or, once it finished without naming any, that it did not
+    (`missing`)."""
+
+    state: str = "absent"
+    items: list[str] = field(default_factory=list)
+    status: str = ""  # of the differential run it comes from
+
+    @classmethod
+    def of(cls, run: StageRun | None) -> "Lane":
+        if run is None or run.status == Status.QUEUED:
+            return cls()
+        return cls.written(run.cant_miss, run.status, finished=run.finished)
+
+    @classmethod
+    def written(cls, text: str, status: str, *, finished: bool) -> "Lane":
+        named = items(text, finished=finished)
+        if named:
+            return cls("present", named, status)
+        return cls("missing", [], status) if finished else cls()
