@@ -199,7 +199,7 @@ def test_a_connection_dropped_before_the_first_token_is_tried_again(alice_http, 
     view, _ = follow(alice_http, _run(alice_http, case))
     run = StageRun.objects.get(case=case)
     cut, again = simulator.sent()
-    assert cut == {"reasoning": "", "summary": "", "thinking": ""}
+    assert not any(cut.values())  # nothing was written before the cut
     assert run.status == "complete"
     assert (run.reasoning, run.summary) == (again["reasoning"], again["summary"])
     assert view.streamed("reasoning") == again["reasoning"]
