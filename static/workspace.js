@@ -123,6 +123,9 @@
       selectStage(select.dataset.selectStage);
       return;
     }
+    const copy = event.target.closest("[data-copy-note]");
+    if (copy) { copyNote(copy.dataset.copyNote); return; }
+    if (event.target.closest("[data-print]")) { window.print(); return; }
     if (event.target.closest("[data-show-all-stages]")) { selectStage(null); }
     if (event.target.closest("[data-toggle-stages]")) {
       document.querySelector(".workspace").toggleAttribute("data-stages-shown");
@@ -152,6 +155,21 @@
     const url = new URL(window.location.href);
     if (key) { url.searchParams.set("stage", key); } else { url.searchParams.delete("stage"); }
     history.replaceState(null, "", url);
+  }
+
+  // The assessment-and-plan note, as plain text for the chart, onto the clipboard.
+  async function copyNote(url) {
+    const response = await fetch(url, { credentials: "same-origin" });
+    if (!response.ok) {
+      say("There is no note yet: run the assessment and plan note first.");
+      return;
+    }
+    try {
+      await navigator.clipboard.writeText(await response.text());
+      say("Note copied: paste it into the chart.");
+    } catch (refused) {
+      say("This browser did not let the page copy: the note is in Download report.");
+    }
   }
 
   // The stepper is redrawn by events that know nothing of the selection: mark it again.

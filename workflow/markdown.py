@@ -76,3 +76,63 @@ def streaming(text: str) -> SafeString:
     tail = format_html("<span>{}</span>", text[done:]) if text[done:] else ""
     return render(text[:done]) + tail if done else mark_safe(tail)  # both are escaped
 
+
+def plain_text(text: str) -> str:
+    """Markdown as plain text, for a record that shows no Markdown (an EHR's note field):
+    headings and paragraphs as lines, lists with their markers, emphasis dropped, a link as
+    its text and target, a table as rows of cells."""
+    lines: list[str] = []
+    lists: list[list[int]] = []  # the open lists: [next number], or [] for a bullet list
+    line = ""
+    for token in _markdown.parse(text):
+        match token.type:
+            case "bullet_list_open" | "ordered_list_open":
+                start = int(token.attrGet("start") or 1)
+                lists.append([start] if token.type == "ordered_list_open" else [])
+            case "bullet_list_close" | "ordered_list_close":
+                lists.pop()
+                if not lists:
+                    lines.append("")
+            case "list_item_open":
+                numbered = lists[-1]
+                marker = f"{numbered[0]}. " if numbered else "- "
+                if numbered:
+                    numbered[0] += 1
+                line = "  " * (len(lists) - 1) + marker
+            case "inline":
+                line += _inline_text(token.children or [])
+            case "paragraph_close" | "heading_close" | "th_close" | "td_close":
+                if token.type in ("th_close", "td_close"):
+                    line += " | "
+                    continue
+                lines.append(line)
+                line = ""
+                if not lists:
+                    lines.append("")
+            case "tr_close":
+                lines.append(line.removesuffix(" | "))
+                line = ""
+            case "table_close" | "blockquote_close":
+                lines.append("")
+            case "fence" | "code_block":
+                lines.extend([*token.content.rstrip("\n").split("\n"), ""])
+            case "hr":
+                lines.extend(["———", ""])
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip() + "\n"
+
+
+def _inline_text(children) -> str:
+    text, links = "", []
+    for child in children:
+        match child.type:
+            case "text" | "code_inline" | "html_inline":
+                text += child.content
+            case "softbreak" | "hardbreak":
+                text += "\n"
+            case "link_open":
+                links.append(child)
+            case "link_close":
+                opened = links.pop()
+                if opened.markup != "autolink":
+                    text += f" ({opened.attrGet('href')})"
+    return text

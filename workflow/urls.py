@@ -26,6 +26,9 @@ urlpatterns = [
     path("cases/new/", views.case_new, name="case-new"),
     path("cases/<id:case_id>/", views.workspace_page, name="workspace"),
     path("cases/<id:case_id>/edit/", views.case_edit, name="case-edit"),
+    path("cases/<id:case_id>/export/note.txt", views.export_note, name="export-note"),
+    path("cases/<id:case_id>/export/report.md", views.export_report, name="export-report"),
+    path("cases/<id:case_id>/print/", views.print_report, name="print-report"),
     path("cases/<id:case_id>/stages/<key:stage_key>/run", views.run_stage, name="run-stage"),
     path(
         "cases/<id:case_id>/stages/<key:stage_key>/events", views.stage_events, name="stage-events"

@@ -16,7 +16,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from streaming.response import sse_response
-from workflow import events, fragments, metrics, runner, workspace
+from workflow import events, exports, fragments, metrics, runner, workspace
 from workflow import operations as ops
 from workflow.forms import ChatForm, ClinicalCaseForm
 from workflow.models import (
@@ -87,6 +87,35 @@ def workspace_page(request, case_id: int):
         metrics.FALLBACKS.labels("polling").inc()
     context = workspace.page(case, request.GET.get("stage"))
     return render(request, "workflow/workspace.html", {**context, "form": ChatForm()})
+
+
+@login_required
+@require_GET
+def export_note(request, case_id: int):
+    text = exports.note_text(exports.Report.of(get_case_for_user(request, case_id)))
+    if text is None:
+        raise Http404("The note has no text yet.")
+    return HttpResponse(text, content_type="text/plain; charset=utf-8")
+
+
+@login_required
+@require_GET
+def export_report(request, case_id: int):
+    case = get_case_for_user(request, case_id)
+    return HttpResponse(
+        exports.report_markdown(exports.Report.of(case)),
+        content_type="text/markdown; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="case-{case.pk}-report.md"'},
+    )
+
+
+@login_required
+@require_GET
+def print_report(request, case_id: int):
+    report = exports.Report.of(get_case_for_user(request, case_id))
+    return render(
+        request, "workflow/print.html", {"report": report, "disclaimer": exports.DISCLAIMER}
+    )
 
 
 @login_required

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from workflow import fragments, workspace
-from workflow.markdown import render
+from workflow.markdown import plain_text, render
 from workflow.models import StageRun
 
 HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
@@ -102,3 +102,28 @@ def test_a_finished_run_renders_markdown_and_a_running_one_its_unfinished_block_
     html = _section(rf, running)
     assert "<strong>a</strong>" in html and "<span>**b**\n</span>" in html
     assert 'class="typing"' in html
+
+
+WORDS = st.text(alphabet="abcdefghij", min_size=1, max_size=8)
+
+
+@given(st.lists(st.lists(WORDS, min_size=1, max_size=6), min_size=1, max_size=6), st.data())
+def test_plain_text_keeps_every_word_in_order_and_no_markdown(blocks, data):
+    shapes = ["{}", "### {}", "**{}**", "- {}", "1. {}", "*{}*", "> {}"]
+    text = "\n\n".join(data.draw(st.sampled_from(shapes)).format(" ".join(b)) for b in blocks)
+    plain = plain_text(text)
+    markers = re.compile(r"-|\d+\.")
+    assert [w for w in plain.split() if not markers.fullmatch(w)] == [w for b in blocks for w in b]
+    assert "**" not in plain and "###" not in plain and not re.search(r"(^|\s)\*\w", plain)
+
+
+def test_plain_text_is_what_a_chart_field_takes():
+    note = "**Assessment:** 58M, *likely* ACS.\n\n**Plan:**\n1. ECG\n2. Troponin\n   - at 0 h\n"
+    assert plain_text(note) == (
+        "Assessment: 58M, likely ACS.\n\nPlan:\n\n1. ECG\n2. Troponin\n  - at 0 h\n"
+    )
+    assert (
+        plain_text("See [NICE](https://nice.org.uk/cg95).")
+        == "See NICE (https://nice.org.uk/cg95).\n"
+    )
+    assert plain_text("| HR | 120 |\n|---|---|\n| BP | 90/60 |") == "HR | 120\nBP | 90/60\n"
