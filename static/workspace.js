@@ -351,10 +351,11 @@
     setTimeout(refresh, POLL_MILLISECONDS);
   }
 
+  // The page again, by the page itself (a poll, a catch-up): the audit counts no view.
   async function fetchPage(headers) {
     try {
       const response = await fetch(window.location.href,
-        { headers: { Accept: "text/html", ...headers } });
+        { headers: { Accept: "text/html", "X-Page-Refresh": "true", ...headers } });
       if (response.ok) {
         return new DOMParser().parseFromString(await response.text(), "text/html");
       }

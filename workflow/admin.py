@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from workflow.models import ChatMessage, ClinicalCase, StageRun, WorkflowRun
+from workflow.models import AuditEvent, ChatMessage, ClinicalCase, StageRun, WorkflowRun
 
 
 class ReadOnly:
@@ -73,3 +73,23 @@ class ChatMessageAdmin(ReadOnly, admin.ModelAdmin):
     list_display = ["id", "case", "role", "status", "engine", "queued_at", "error_code"]
     list_filter = ["role", "status", "error_code"]
     search_fields = ["content"]
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin):
+    """The audit: read-only here, and append-only in Postgres (no one may delete it either)."""
+
+    list_display = ["at", "user", "action", "detail", "case_id", "address"]
+    list_filter = ["action", "user", "at"]
+    search_fields = ["=case_id"]  # a case: by its id, which outlives it
+    search_help_text = "A case's id."
+    date_hierarchy = "at"
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

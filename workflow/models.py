@@ -950,4 +950,37 @@ def _count_from_zero() -> None:
             metrics.GENERATIONS.labels(StageRun.metric_kind, key, status)
 
 
+class AuditEvent(models.Model):
+    """One thing a user did to a case: ids and actions only, never case text or model
+    output. Append-only: Postgres refuses to change or delete a row (migration 0010's
+    trigger). It outlives its case, and its user: both are ids, not keys."""
+
+    class Action(models.TextChoices):
+        VIEWED = "viewed"
+        RAN = "ran"
+        STOPPED = "stopped"
+        EDITED = "edited"
+        SIGNED_OFF = "signed_off", "Signed off"
+        EXPORTED = "exported"
+
+    at = models.DateTimeField(default=timezone.now)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        null=True,
+        related_name="+",
+    )
+    case_id = models.BigIntegerField()
+    action = models.CharField(max_length=12, choices=Action.choices)
+    detail = models.CharField(max_length=40, blank=True, help_text="A stage, a group, an export.")
+    address = models.GenericIPAddressField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["case_id", "-at"]), models.Index(fields=["-at"])]
+
+    def __str__(self) -> str:
+        return f"{self.user} {self.get_action_display()} case {self.case_id}"
+
+
 _count_from_zero()

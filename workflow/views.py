@@ -16,8 +16,9 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from streaming.response import sse_response
-from workflow import events, exports, fragments, metrics, runner, workspace
+from workflow import audit, events, exports, fragments, metrics, runner, workspace
 from workflow import operations as ops
+from workflow.audit import Action
 from workflow.forms import ChatForm, ClinicalCaseForm
 from workflow.models import (
     CannotStart,
@@ -61,6 +62,7 @@ def case_new(request):
         case = form.save(commit=False)
         case.owner = request.user
         case.save()
+        audit.record(request, case.pk, Action.EDITED, "created")
         return redirect(case)
     return render(request, "workflow/case_form.html", {"form": form})
 
@@ -73,6 +75,7 @@ def case_edit(request, case_id: int):
     if request.method == "POST" and form.is_valid():
         if form.has_changed():
             form.save()
+            audit.record(request, case.pk, Action.EDITED, ",".join(form.changed_data)[:40])
             if case.mark_all_stale():
                 messages.info(request, "The case changed: the stages run before are now stale.")
         return redirect(case)
@@ -85,16 +88,21 @@ def workspace_page(request, case_id: int):
     case = get_case_for_user(request, case_id)
     if request.headers.get("X-Fallback") == "polling":  # the page's first poll
         metrics.FALLBACKS.labels("polling").inc()
+    if not request.htmx and "X-Page-Refresh" not in request.headers:  # a view, not a poll
+        audit.record(request, case.pk, Action.VIEWED)
     context = workspace.page(case, request.GET.get("stage"))
-    return render(request, "workflow/workspace.html", {**context, "form": ChatForm()})
+    context |= {"form": ChatForm(), "activity": audit.activity(case.pk)}
+    return render(request, "workflow/workspace.html", context)
 
 
 @login_required
 @require_GET
 def export_note(request, case_id: int):
-    text = exports.note_text(exports.Report.of(get_case_for_user(request, case_id)))
+    case = get_case_for_user(request, case_id)
+    text = exports.note_text(exports.Report.of(case))
     if text is None:
         raise Http404("The note has no text yet.")
+    audit.record(request, case.pk, Action.EXPORTED, "note.txt")
     return HttpResponse(text, content_type="text/plain; charset=utf-8")
 
 
@@ -102,6 +110,7 @@ def export_note(request, case_id: int):
 @require_GET
 def export_report(request, case_id: int):
     case = get_case_for_user(request, case_id)
+    audit.record(request, case.pk, Action.EXPORTED, "report.md")
     return HttpResponse(
         exports.report_markdown(exports.Report.of(case)),
         content_type="text/markdown; charset=utf-8",
@@ -112,7 +121,9 @@ def export_report(request, case_id: int):
 @login_required
 @require_GET
 def print_report(request, case_id: int):
-    report = exports.Report.of(get_case_for_user(request, case_id))
+    case = get_case_for_user(request, case_id)
+    audit.record(request, case.pk, Action.EXPORTED, "print")
+    report = exports.Report.of(case)
     return render(
         request, "workflow/print.html", {"report": report, "disclaimer": exports.DISCLAIMER}
     )
@@ -149,6 +160,7 @@ async def _start_runs(request, case: ClinicalCase, stage_keys, group_key):
         )
     except CannotStart as refusal:
         return await _refuse(request, case, str(refusal))
+    await audit.arecord(request, case.pk, Action.RAN, group_key or ",".join(stage_keys))
     return await _started(request, case, workflow or runs[0], runs)
 
 
@@ -168,6 +180,7 @@ async def continue_stage(request, case_id: int, stage_key: str):
         run = await runner.continue_stage(case, stage_key, await _mode(request))
     except CannotStart as refusal:
         return await _refuse(request, case, str(refusal))
+    await audit.arecord(request, case.pk, Action.RAN, f"{stage_key} (continued)")
     return await _started(request, case, run, [run])
 
 
@@ -175,29 +188,31 @@ async def continue_stage(request, case_id: int, stage_key: str):
 @require_POST
 async def cancel_stage(request, case_id: int, stage_key: str):
     case = await aget_case_for_user(request, case_id)
-    return await _stop(request, case, case.stage_runs.active().of_stage(stage_key))
+    generations = case.stage_runs.active().of_stage(stage_key)
+    return await _stop(request, case, generations, stage_key)
 
 
 @login_required
 @require_POST
 async def cancel_group(request, case_id: int, group_key: str):
     case = await aget_case_for_user(request, case_id)
-    return await _stop(
-        request, case, case.stage_runs.active().filter(workflow_run__group_key=group_key)
-    )
+    generations = case.stage_runs.active().filter(workflow_run__group_key=group_key)
+    return await _stop(request, case, generations, group_key)
 
 
 @login_required
 @require_POST
 async def cancel_reply(request, case_id: int, message_id: int):
     case = await aget_case_for_user(request, case_id)
-    return await _stop(request, case, case.chat_messages.active().filter(pk=message_id))
+    generations = case.chat_messages.active().filter(pk=message_id)
+    return await _stop(request, case, generations, "reply")
 
 
-async def _stop(request, case: ClinicalCase, generations: QuerySet[Generation]):
+async def _stop(request, case: ClinicalCase, generations: QuerySet[Generation], what: str):
     """Stop them; the page sees it happen on the stream it follows."""
     async for generation in generations:
         await generation.stop()
+    await audit.arecord(request, case.pk, Action.STOPPED, what)
     if request.htmx:
         return HttpResponse(status=204)
     return redirect(case)
@@ -224,6 +239,7 @@ async def chat(request, case_id: int):
     except CannotStart as refusal:
         return await _refuse(request, case, str(refusal))
     runner.start_chat_reply(reply)
+    await audit.arecord(request, case.pk, Action.RAN, "reply")
     return _replying(request, case, [asked, reply])
 
 
@@ -238,6 +254,7 @@ async def retry_reply(request, case_id: int, message_id: int):
     except CannotStart as refusal:
         return await _refuse(request, case, str(refusal))
     runner.start_chat_reply(reply)
+    await audit.arecord(request, case.pk, Action.RAN, "reply (retried)")
     return _replying(request, case, [reply])
 
 

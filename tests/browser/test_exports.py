@@ -51,3 +51,17 @@ def test_the_note_is_copied_the_report_downloaded_and_printed(workspace, simulat
     expect(page.locator(".topbar")).to_be_hidden()
     expect(page.locator(".report-stage")).to_have_count(7)  # six stages and the note in full
     expect(page.locator(".provenance")).to_contain_text("written by simulator")
+
+
+def test_the_case_lists_its_activity(workspace, simulator):
+    page = workspace
+    simulator.configure(tps=1000, words=20)
+    page.get_by_role("button", name="Run problem representation").click()
+    expect(page.locator("li[data-stage-key=summary]")).to_have_attribute("data-status", "complete")
+    page.reload()
+    page.get_by_text("Activity", exact=True).click()
+    rows = page.locator("[data-activity]")
+    expect(rows).to_have_count(3)  # two page loads and a run, newest first
+    expect(rows.nth(1)).to_contain_text("alice")
+    expect(rows.nth(1)).to_contain_text("Ran · summary")
+    expect(page.locator("[data-activity=viewed]")).to_have_count(2)

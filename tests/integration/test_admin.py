@@ -9,7 +9,7 @@ from django.test import Client
 from django.urls import reverse
 from waffle.models import Flag, Sample, Switch
 
-from workflow.models import ChatMessage, StageRun, WorkflowRun
+from workflow.models import AuditEvent, ChatMessage, StageRun, WorkflowRun
 
 pytestmark = pytest.mark.django_db
 
@@ -27,6 +27,7 @@ def test_every_admin_list_and_change_page_opens(admin_client, case):
     Flag.objects.create(name="streaming", everyone=None)
     Switch.objects.create(name="a-switch")
     Sample.objects.create(name="a-sample", percent=10)
+    AuditEvent.objects.create(user=case.owner, case_id=case.pk, action="viewed")
 
     for model in admin.site._registry:
         names = model._meta.app_label, model._meta.model_name
