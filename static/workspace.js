@@ -160,6 +160,10 @@
   // The assessment-and-plan note, as plain text for the chart, onto the clipboard.
   async function copyNote(url) {
     const response = await fetch(url, { credentials: "same-origin" });
+    if (response.redirected) {  // to the login: the session ended
+      say("You were logged out: log in again, then copy the note.");
+      return;
+    }
     if (!response.ok) {
       say("There is no note yet: run the assessment and plan note first.");
       return;
@@ -240,6 +244,15 @@
   // chat log is busy while a summary or reply is written, so it is read whole when done.
   const FAILED = new Set(["error", "interrupted", "cancelled"]);
   let heard = null;
+  let laneHeard = null;  // the can't-miss diagnoses already said
+
+  function newOnTheLane() {
+    const items = Array.from(document.querySelectorAll("[data-cant-miss-item]"),
+      function (item) { return item.textContent; });
+    const fresh = laneHeard ? items.filter(function (item) { return !laneHeard.includes(item); }) : [];
+    laneHeard = items;
+    return fresh.length ? "Must not miss: " + fresh.join(", ") + "." : "";
+  }
 
   function stagesNow() {
     const now = new Map();
@@ -264,9 +277,10 @@
 
   function announce() {
     const now = stagesNow();
+    const lane = newOnTheLane();
     if (heard) {
       const said = Array.from(now, function ([key, stage]) { return whatChanged(key, stage); });
-      const words = said.join(" ").replace(/\s+/g, " ").trim();
+      const words = [lane, ...said].join(" ").replace(/\s+/g, " ").trim();
       if (words) { document.getElementById("announcer").textContent = words; }
     }
     heard = now;
@@ -276,7 +290,7 @@
   }
   document.addEventListener("htmx:oobAfterSwap", function (event) {
     const replaced = event.detail.target;  // already out of the page
-    if (replaced.id === "stepper" || replaced.id === "chat-log" || replaced.matches("[data-chat-message]")) {
+    if (["stepper", "chat-log", "cant-miss"].includes(replaced.id) || replaced.matches("[data-chat-message]")) {
       announce();
     }
   });
@@ -340,7 +354,7 @@
     const fresh = await fetchPage(headers);
     if (fresh) {
       const working = fresh.querySelector('[data-status="running"], [data-status="queued"]');
-      replace(fresh, "#stepper, .reasoning, #chat-log, #chat-form");  // moves them out of `fresh`
+      replace(fresh, "#stepper, #cant-miss, .reasoning, #chat-log, #chat-form");  // moves them out of `fresh`
       markStagesShown();
       announce();
       if (!working) {
@@ -383,7 +397,7 @@
     if (states(fresh) !== states(document)) {
       const input = document.getElementById("chat-input");
       const draft = input && input.value.trim() ? "" : ", #chat-form";  // a draft is kept
-      replace(fresh, "#stepper, .reasoning, #chat-log, #stream-host" + draft);
+      replace(fresh, "#stepper, #cant-miss, .reasoning, #chat-log, #stream-host" + draft);
       markCurrentStage();
       markStagesShown();
       announce();

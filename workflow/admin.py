@@ -80,6 +80,7 @@ class AuditEventAdmin(admin.ModelAdmin):
     """The audit: read-only here, and append-only in Postgres (no one may delete it either)."""
 
     list_display = ["at", "user", "action", "detail", "case_id", "address"]
+    list_select_related = ["user"]
     list_filter = ["action", "user", "at"]
     search_fields = ["=case_id"]  # a case: by its id, which outlives it
     search_help_text = "A case's id."

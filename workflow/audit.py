@@ -1,5 +1,5 @@
-"""Who viewed, ran, stopped, edited, signed off and exported each case: when, and from which
-address (`AuditEvent`). Ids and actions only, never case text or model output."""
+"""Who viewed, ran, stopped, edited and exported each case: when, and from which address
+(`AuditEvent`). Ids and actions only, never case text or model output."""
 
 from django.http import HttpRequest
 from psycopg import sql

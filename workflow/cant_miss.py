@@ -34,7 +34,11 @@ class Lane:
     def of(cls, run: StageRun | None) -> "Lane":
         if run is None or run.status == Status.QUEUED:
             return cls()
-        return cls.written(run.cant_miss, run.status, finished=run.finished)
+        # Its last line is whole once the summary began, or the model said all it had to; a
+        # run cut off inside the part may have stopped in the middle of a diagnosis.
+        closed = bool(run.summary) or run.status in (Status.COMPLETE, Status.STALE)
+        lane = cls.written(run.cant_miss, run.status, finished=closed)
+        return cls("missing", [], run.status) if run.finished and not lane.items else lane
 
     @classmethod
     def written(cls, text: str, status: str, *, finished: bool) -> "Lane":

@@ -1,13 +1,15 @@
 """What leaves the workspace for the chart: the assessment-and-plan note as plain text, the
 case report as Markdown, and its print view. Each says what it is (decision support, not a
-diagnosis), which model wrote it and when, and where each stage stands."""
+diagnosis), which model wrote it, when it left, and where each stage stands. What the
+model wrote reaches a Markdown file inert: no link, image or raw HTML of its choosing."""
 
 from dataclasses import dataclass
 from datetime import datetime
 
 from django.utils import timezone
 
-from workflow.markdown import plain_text
+from workflow import cant_miss
+from workflow.markdown import inert, plain_text
 from workflow.models import ClinicalCase, StageRun, Status
 from workflow.stages import STAGES, Stage
 
@@ -50,14 +52,23 @@ class Entry:
 class Report:
     case: ClinicalCase
     entries: list[Entry]
+    lane: cant_miss.Lane
     made_at: datetime
 
     @classmethod
     def of(cls, case: ClinicalCase) -> "Report":
         latest = case.latest_runs()
-        return cls(
-            case, [Entry(stage, latest.get(key)) for key, stage in STAGES.items()], timezone.now()
-        )
+        entries = [Entry(stage, latest.get(key)) for key, stage in STAGES.items()]
+        return cls(case, entries, cant_miss.Lane.of(latest.get(cant_miss.STAGE)), timezone.now())
+
+    @property
+    def must_not_miss(self) -> str:
+        """The can't-miss diagnoses, as the lane says them (empty before the differential)."""
+        if self.lane.state == "absent":
+            return ""
+        if not self.lane.items:
+            return "The differential diagnosis did not name its can't-miss diagnoses."
+        return "Must not miss: " + ", ".join(self.lane.items) + "."
 
     @property
     def note(self) -> Entry:
@@ -101,12 +112,14 @@ def report_markdown(report: Report) -> str:
     """The case, each stage's summary and standing, and the note, as Markdown."""
     parts = [f"# {report.case}", f"_{DISCLAIMER}_", "## The case"]
     parts.append("\n".join(f"- **{label}:** {value}" for label, value in report.case.facts()))
+    if report.must_not_miss:
+        parts.append(f"**{inert(report.must_not_miss).strip()}**")
     for entry in report.entries:
         parts.append(f"## {entry.stage.title}")
         parts.append(f"_{entry.standing.capitalize()}._")
         if entry.run and entry.run.summary.strip():
-            parts.append(entry.run.summary.strip())
+            parts.append(inert(entry.run.summary).strip())
     if report.note.run and report.note.run.reasoning.strip():
-        parts += ["## The note in full", report.note.run.reasoning.strip()]
+        parts += ["## The note in full", inert(report.note.run.reasoning).strip()]
     parts += ["---", "\n".join(f"{line}  " for line in report.provenance()).rstrip()]
     return "\n\n".join(parts) + "\n"

@@ -13,7 +13,7 @@ from django.http import HttpRequest
 from django.template.loader import render_to_string
 from django.utils.html import format_html
 
-from streaming.router import CANT_MISS, THINKING
+from streaming.router import CANT_MISS, SUMMARY, THINKING
 from workflow import cant_miss, markdown, workspace
 from workflow.models import (
     ChatMessage,
@@ -91,6 +91,8 @@ class Deltas:
             if channel == CANT_MISS:
                 html.append(self._lane(target, text))
                 continue
+            if channel == SUMMARY:  # the can't-miss part, before it, is over: its last line too
+                html.append(self._lane(f"{prefix}-{generation_id}-{CANT_MISS}", "\n", once=True))
             html.append(format_html(_APPEND, target, format_html("<span>{}</span>", text)))
             if channel == THINKING:
                 continue
@@ -101,9 +103,13 @@ class Deltas:
                 html.append(format_html(_APPEND, target, markdown.render(done) + rest))
         return "".join(html)
 
-    def _lane(self, target: str, text: str) -> str:
-        """The can't-miss lane again, once a line of its section is finished."""
-        self.tails[target] = written = self.tails.get(target, "") + text
+    def _lane(self, target: str, text: str, *, once: bool = False) -> str:
+        """The can't-miss lane again, once a line of its section is finished (`once`: a
+        line its end finished, if it had not ended with one)."""
+        written = self.tails.get(target, "")
+        if once and (not written or written.endswith(("\n", "\r"))):
+            return ""
+        self.tails[target] = written = written + text
         if "\n" not in text and "\r" not in text:
             return ""
         lane = cant_miss.Lane.written(written, Status.RUNNING, finished=False)

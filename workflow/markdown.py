@@ -36,7 +36,7 @@ def render(text: str) -> SafeString:
 
 
 # Only the blocks' boundaries are needed while text streams: no inline parsing.
-_blocks = MarkdownIt("commonmark").enable("table")
+_blocks = MarkdownIt("commonmark", {"html": False}).enable("table")
 _blocks.core.ruler.disable("inline")
 _LINE_START = re.compile(r"\r\n?|\n")
 _ONE_LINE = {"heading_open", "hr"}
@@ -56,11 +56,16 @@ def finished_length(text: str) -> int:
     return lines[last.map[1] if last.type in _ONE_LINE else last.map[0]]
 
 
+# Past this, an unfinished block (an unclosed code fence, a 3,000-word paragraph) stays as
+# written until the stage ends: reading it again at every line would cost its square.
+LONGEST_UNFINISHED = 20_000
+
+
 def advance(tail: str, text: str) -> tuple[str, str]:
     """The blocks `text` finished after `tail` (the unfinished text so far), and the new
     unfinished text. A block can only be finished by a line that begins after it."""
     tail += text
-    if "\n" not in text and "\r" not in text:
+    if ("\n" not in text and "\r" not in text) or len(tail) > LONGEST_UNFINISHED:
         return "", tail
     done = finished_length(tail)
     return tail[:done], tail[done:]
@@ -119,6 +124,16 @@ def plain_text(text: str) -> str:
             case "hr":
                 lines.extend(["———", ""])
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip() + "\n"
+
+
+def inert(text: str) -> str:
+    """Model Markdown for a file another program renders (a downloaded report): its plain
+    text, with what could make a link, an image or raw HTML escaped, so that the file
+    loads nothing the model chose and shows a link's target as text, as the page does."""
+    return _ACTIVE.sub(r"\\\1", plain_text(text))
+
+
+_ACTIVE = re.compile(r"([\[\]<>])")
 
 
 def _inline_text(children) -> str:

@@ -355,6 +355,7 @@ class ClinicalCase(models.Model):
             mode=mode,
             reasoning=last.reasoning,
             summary=last.summary,
+            cant_miss=last.cant_miss,
             thinking=last.thinking,
             **running_on(engine, inputs=last.inputs) if engine else {"inputs": last.inputs},
         )
@@ -952,15 +953,15 @@ def _count_from_zero() -> None:
 
 class AuditEvent(models.Model):
     """One thing a user did to a case: ids and actions only, never case text or model
-    output. Append-only: Postgres refuses to change or delete a row (migration 0010's
-    trigger). It outlives its case, and its user: both are ids, not keys."""
+    output. Append-only: Postgres refuses to UPDATE or DELETE a row (migration 0010's
+    trigger; a deployment also revokes TRUNCATE from the app's role). It outlives its case
+    and its user: both are ids, not keys."""
 
     class Action(models.TextChoices):
         VIEWED = "viewed"
         RAN = "ran"
         STOPPED = "stopped"
         EDITED = "edited"
-        SIGNED_OFF = "signed_off", "Signed off"
         EXPORTED = "exported"
 
     at = models.DateTimeField(default=timezone.now)
@@ -980,7 +981,7 @@ class AuditEvent(models.Model):
         indexes = [models.Index(fields=["case_id", "-at"]), models.Index(fields=["-at"])]
 
     def __str__(self) -> str:
-        return f"{self.user} {self.get_action_display()} case {self.case_id}"
+        return f"User {self.user_id} {self.get_action_display().lower()} case {self.case_id}"
 
 
 _count_from_zero()

@@ -51,6 +51,15 @@ def test_the_note_is_copied_the_report_downloaded_and_printed(workspace, simulat
     expect(page.locator(".topbar")).to_be_hidden()
     expect(page.locator(".report-stage")).to_have_count(7)  # six stages and the note in full
     expect(page.locator(".provenance")).to_contain_text("written by simulator")
+    expect(page.locator(".must-not-miss")).to_contain_text("Must not miss: pulmonary embolism")
+
+    page.emulate_media(media="screen")
+    page.go_back()
+    page.context.clear_cookies()  # the session ended
+    copy.click()
+    expect(page.locator("#notice")).to_have_text(
+        "You were logged out: log in again, then copy the note."
+    )
 
 
 def test_the_case_lists_its_activity(workspace, simulator):

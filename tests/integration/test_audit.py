@@ -82,6 +82,9 @@ def test_staff_read_it_in_the_admin_by_user_case_and_action(admin_client, alice_
     by_case = admin_client.get(listing, {"q": str(case.pk)})
     assert by_case.status_code == 200 and "2 audit events" in by_case.text
     assert admin_client.get(listing, {"q": "not a number"}).status_code == 200
+    gone = AuditEvent.objects.create(user_id=999_999, case_id=case.pk, action="viewed")
+    gone_page = reverse("admin:workflow_auditevent_change", args=[gone.pk])
+    assert admin_client.get(gone_page).status_code == 200  # a deleted user's event opens
     event = AuditEvent.objects.first()
     change = reverse("admin:workflow_auditevent_change", args=[event.pk])
     assert admin_client.post(change, {"action": "ran"}).status_code == 403

@@ -48,6 +48,21 @@ def test_the_lane_names_each_diagnosis_once_its_line_is_written(alice_http, case
     assert lanes[-1] == ("done", "present", list(CANT_MISS))
 
 
+def test_continue_keeps_what_the_part_named(case):
+    StageRun.objects.create(case=case, stage_key="summary", status="complete", summary="- S")
+    StageRun.objects.create(
+        case=case,
+        stage_key="differential",
+        status="interrupted",
+        reasoning="Reasoning.",
+        cant_miss="pulmonary embolism\n",
+        inputs={},
+    )
+    continued = case.continue_stage_run("differential")
+    assert continued.cant_miss == "pulmonary embolism\n"
+    assert "<cant_miss>pulmonary embolism\n" in continued.continued_from.raw_output()
+
+
 def test_a_differential_without_the_part_says_so(alice_http, case, simulator):
     simulator.configure(tps=200, words=30, faults=["", "nocantmiss"])
     view, _ = follow(alice_http, _run_assessment(alice_http, case))

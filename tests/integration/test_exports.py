@@ -64,8 +64,21 @@ def test_the_report_is_a_markdown_attachment_of_the_whole_case(alice_client, cas
     )
     assert "## Differential diagnosis\n\n_Out of date, not reviewed by a clinician._" in report
     assert "## Diagnostic workup\n\n_Not run._" in report
-    assert "## The note in full\n\n**Assessment:**" in report
+    assert "## The note in full\n\nAssessment: 58-year-old man" in report
     assert "written by gpt-5" in report
+
+
+def test_what_the_model_wrote_reaches_the_report_inert(alice_client, case):
+    _run(
+        case,
+        "summary",
+        summary="- See [this](https://evil.example/?mrn=1) ![x](https://evil.example/p.png)\n"
+        '- <img src="https://evil.example/q.png"> `![y](https://evil.example/r.png)`',
+    )
+    report = alice_client.get(f"/cases/{case.pk}/export/report.md").content.decode()
+    assert "this (https://evil.example/?mrn=1)" in report
+    assert "p.png" not in report  # an image the model chose is gone
+    assert "](" not in report.replace("\\](", "") and "<img" not in report.replace("\\<", "")
 
 
 def test_the_print_view_holds_the_report_and_no_controls(alice_client, case):

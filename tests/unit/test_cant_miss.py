@@ -4,6 +4,7 @@ is finished, and the lane says so when the model left them out."""
 from hypothesis import given
 from hypothesis import strategies as st
 
+from workflow import fragments
 from workflow.cant_miss import Lane, items
 from workflow.models import StageRun
 
@@ -45,5 +46,17 @@ def test_the_lane_is_absent_until_the_differential_names_something():
 def test_a_differential_that_ended_without_naming_any_says_so():
     assert Lane.of(_run("complete")).state == "missing"
     assert Lane.of(_run("error")).state == "missing"
-    stopped = Lane.of(_run("cancelled", "aortic dissection"))  # its last line, kept
-    assert (stopped.state, stopped.items) == ("present", ["aortic dissection"])
+    stopped = Lane.of(_run("cancelled", "pulmonary embolism\naortic diss"))  # cut mid-line
+    assert (stopped.state, stopped.items) == ("present", ["pulmonary embolism"])
+    assert Lane.of(_run("cancelled", "aortic diss")).state == "missing"
+    closed = _run("cancelled", "pulmonary embolism\naortic dissection")
+    closed.summary = "- Must exclude"  # the summary began: the part was over
+    assert Lane.of(closed).items == ["pulmonary embolism", "aortic dissection"]
+
+
+def test_the_summary_beginning_finishes_the_last_line_of_the_part():
+    deltas = fragments.Deltas()
+    html = deltas.html("stage-run", 7, {"cant_miss": "pulmonary embolism\naortic dissection"})
+    assert "pulmonary embolism" in html and "aortic dissection" not in html
+    assert "aortic dissection</strong>" in deltas.html("stage-run", 7, {"summary": "- S"})
+    assert "cant-miss" not in deltas.html("stage-run", 7, {"summary": " more"})

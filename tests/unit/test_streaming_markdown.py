@@ -125,6 +125,16 @@ def test_a_list_stays_as_written_until_it_ends():
     assert "<ul>" in deltas.html("stage-run", 7, {"summary": "Next, a paragraph.\n"})
 
 
+def test_raw_html_in_the_text_does_not_hold_its_blocks_back():
+    # As the renderer, the block reader takes raw HTML for text: an unclosed <pre> is one.
+    assert finished_length("<pre>\n\nChest pain.\n\nDyspnoea.\n") == len("<pre>\n\nChest pain.\n\n")
+
+
+def test_a_huge_unfinished_block_is_no_longer_read_again():
+    tail = "word " * 5_000  # one paragraph, not finished
+    assert advance(tail, "more\n") == ("", tail + "more\n")
+
+
 def test_the_models_own_thinking_stays_as_written():
     deltas = fragments.Deltas()
     deltas.html("stage-run", 7, {"thinking": "### Thinking\n"})

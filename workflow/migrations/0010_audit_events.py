@@ -35,7 +35,7 @@ class Migration(migrations.Migration):
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('at', models.DateTimeField(default=django.utils.timezone.now)),
                 ('case_id', models.BigIntegerField()),
-                ('action', models.CharField(choices=[('viewed', 'Viewed'), ('ran', 'Ran'), ('stopped', 'Stopped'), ('edited', 'Edited'), ('signed_off', 'Signed off'), ('exported', 'Exported')], max_length=12)),
+                ('action', models.CharField(choices=[('viewed', 'Viewed'), ('ran', 'Ran'), ('stopped', 'Stopped'), ('edited', 'Edited'), ('exported', 'Exported')], max_length=12)),
                 ('detail', models.CharField(blank=True, help_text='A stage, a group, an export.', max_length=40)),
                 ('address', models.GenericIPAddressField(blank=True, null=True)),
                 ('user', models.ForeignKey(db_constraint=False, null=True, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to=settings.AUTH_USER_MODEL)),
