@@ -38,6 +38,8 @@ def test_login_case_list_and_case_form(page, alice, case):
     page.get_by_role("button", name=re.compile("Save")).click()
     expect(page.get_by_role("alert")).to_be_visible()
     _accessible(page, "case edit form with errors")
+    page.goto(f"/cases/{case.pk}/print/")
+    _accessible(page, "the report to print")
 
 
 def test_the_operations_page(page, django_user_model, case, simulator):
