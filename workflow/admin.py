@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from workflow.models import AuditEvent, ChatMessage, ClinicalCase, StageRun, WorkflowRun
+from workflow.models import AuditEvent, ChatMessage, ClinicalCase, SignOff, StageRun, WorkflowRun
 
 
 class ReadOnly:
@@ -75,9 +75,16 @@ class ChatMessageAdmin(ReadOnly, admin.ModelAdmin):
     search_fields = ["content"]
 
 
+class AppendOnly(ReadOnly):
+    """A record Postgres keeps append-only: no one may delete it here either."""
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
-    """The audit: read-only here, and append-only in Postgres (no one may delete it either)."""
+class AuditEventAdmin(AppendOnly, admin.ModelAdmin):
+    """The audit: who did what to which case, when and from where."""
 
     list_display = ["at", "user", "action", "detail", "case_id", "address"]
     list_select_related = ["user"]
@@ -86,11 +93,14 @@ class AuditEventAdmin(admin.ModelAdmin):
     search_help_text = "A case's id."
     date_hierarchy = "at"
 
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
 
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
+@admin.register(SignOff)
+class SignOffAdmin(AppendOnly, admin.ModelAdmin):
+    """Clinicians' decisions on stages, with the text each decided on."""
 
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
+    list_display = ["decided_at", "decided_by", "decision", "stage_run_id", "case_id"]
+    list_select_related = ["decided_by"]
+    list_filter = ["decision", "decided_by", "decided_at"]
+    search_fields = ["=case_id"]
+    search_help_text = "A case's id."
+    date_hierarchy = "decided_at"

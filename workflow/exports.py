@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.utils import timezone
+from django.utils.text import capfirst
 
 from workflow import cant_miss
 from workflow.markdown import inert, plain_text
-from workflow.models import ClinicalCase, StageRun, Status
+from workflow.models import RESUMABLE, ClinicalCase, SignOff, StageRun, Status
 from workflow.stages import STAGES, Stage
 
 NOTE = "note"
@@ -32,20 +33,43 @@ class Entry:
 
     @property
     def incomplete(self) -> bool:
-        """Its text stopped before it was finished (an error, a Stop, a lost process)."""
-        return self.run is not None and self.run.status in (
-            Status.ERROR,
-            Status.CANCELLED,
-            Status.INTERRUPTED,
-        )
+        """Its text stopped before it was finished (an error, a Stop, a lost process), and
+        no clinician completed it."""
+        return self.run is not None and self.run.incomplete
 
     @property
     def standing(self) -> str:
-        """Where it stands: its status and whether a clinician has reviewed it."""
+        """Where it stands: its status and what a clinician decided of it."""
         if self.run is None:
             return "not run"
-        status = _STANDING.get(self.run.status, "incomplete: it stopped before it finished")
-        return f"{status}, not reviewed by a clinician"
+        if self.run.status in RESUMABLE and self.run.edited:
+            status = "stopped early, completed by a clinician"
+        elif self.run.status in RESUMABLE:
+            status = "incomplete: it stopped before it finished"
+        else:
+            status = _STANDING[self.run.status]
+        return f"{status}, {self.review}"
+
+    @property
+    def review(self) -> str:
+        signoff = self.run.signoff
+        if signoff is None:
+            return "not reviewed by a clinician"
+        when = f"{timezone.localtime(signoff.decided_at):%d %b %Y, %H:%M %Z}"
+        said = f" ({signoff.reason})" if signoff.reason else ""
+        decided = f"{self.run.decision} by {signoff.decider} on {when}{said}"
+        if self.run.status == Status.STALE:
+            return f"{decided}, before it went out of date"
+        return decided
+
+    @property
+    def summary(self) -> str:
+        return self.run.summary_in_use.strip() if self.run else ""
+
+    @property
+    def text(self) -> str:
+        """The stage's text in full (the reasoning), as a clinician signed it if they did."""
+        return self.run.reasoning_in_use.strip() if self.run else ""
 
 
 @dataclass
@@ -97,14 +121,16 @@ class Report:
 def note_text(report: Report) -> str | None:
     """The note as plain text ready to paste into an EHR, or None while it has no text."""
     note = report.note
-    if note.run is None or not note.run.reasoning.strip():
+    if not note.text:
         return None
     warnings = []
     if note.incomplete:
         warnings.append("[Incomplete: this note stopped before it was finished.]")
     elif note.run.status != Status.COMPLETE:
         warnings.append(f"[This note is {note.standing.split(',')[0]}.]")
-    body = "\n".join([*warnings, plain_text(note.run.reasoning)]).strip()
+    if note.run.decision == SignOff.Decision.REJECTED:
+        warnings.append("[A clinician rejected this note.]")
+    body = "\n".join([*warnings, plain_text(note.text)]).strip()
     return "\n".join([body, "", "—", *report.provenance()]) + "\n"
 
 
@@ -116,10 +142,10 @@ def report_markdown(report: Report) -> str:
         parts.append(f"**{inert(report.must_not_miss).strip()}**")
     for entry in report.entries:
         parts.append(f"## {entry.stage.title}")
-        parts.append(f"_{entry.standing.capitalize()}._")
-        if entry.run and entry.run.summary.strip():
-            parts.append(inert(entry.run.summary).strip())
-    if report.note.run and report.note.run.reasoning.strip():
-        parts += ["## The note in full", inert(report.note.run.reasoning).strip()]
+        parts.append(f"_{capfirst(entry.standing)}._")
+        if entry.summary:
+            parts.append(inert(entry.summary).strip())
+    if report.note.text:
+        parts += ["## The note in full", inert(report.note.text).strip()]
     parts += ["---", "\n".join(f"{line}  " for line in report.provenance()).rstrip()]
     return "\n\n".join(parts) + "\n"

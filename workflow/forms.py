@@ -2,6 +2,7 @@ from django import forms
 from django.db import models
 
 from workflow.models import ClinicalCase
+from workflow.signoffs import DECISIONS
 
 
 class ClinicalCaseForm(forms.ModelForm):
@@ -36,3 +37,39 @@ class ClinicalCaseForm(forms.ModelForm):
 
 class ChatForm(forms.Form):
     message = forms.CharField(max_length=4000, strip=True)
+
+
+class SignOffForm(forms.Form):
+    """A clinician's decision on a stage: accept it, edit it (its summary and reasoning,
+    in Markdown) or reject it (with a reason, if they like)."""
+
+    decision = forms.ChoiceField(choices=[(name, name.capitalize()) for name in DECISIONS])
+    summary = forms.CharField(
+        required=False, max_length=20_000, widget=forms.Textarea(attrs={"rows": 6})
+    )
+    reasoning = forms.CharField(
+        required=False, max_length=200_000, widget=forms.Textarea(attrs={"rows": 24})
+    )
+    reason = forms.CharField(required=False, max_length=500, label="Why (optional)")
+
+    def clean(self):
+        data = super().clean()
+        texts = [name for name in ("summary", "reasoning") if name in data]
+        for name in texts:  # as typed: a browser sends CRLF line ends
+            data[name] = data[name].replace("\r\n", "\n")
+        if data.get("decision") == "edit":
+            for name in texts:
+                if not data[name]:
+                    self.add_error(name, "Write the corrected text, or reject the stage.")
+        return data
+
+    @property
+    def decided(self) -> dict:
+        """What `signoffs.decide` takes."""
+        data = self.cleaned_data
+        return {
+            "decision": DECISIONS[data["decision"]],
+            "summary": data["summary"],
+            "reasoning": data["reasoning"],
+            "reason": data["reason"],
+        }

@@ -70,6 +70,16 @@ def refused(request: HttpRequest, notice: str) -> str:
     return swaps(request, ["notice"], {"notice": notice})
 
 
+def decided(request: HttpRequest, case: ClinicalCase, stage_key: str) -> str:
+    """The answer to a sign-off: the stage in both panels, with the stages it made stale,
+    the stepper, and what was decided in the notice."""
+    now = workspace.Now.of(case)
+    run = now.latest[stage_key]
+    notice = f"{run.stage.title}: {run.signoff.get_decision_display().lower()}."
+    html = _runs(request, [run], now) + _case(request, case, now, finished=False)
+    return html + swaps(request, ["notice"], {"notice": notice})
+
+
 class Deltas:
     """The deltas of one event stream. Each appends its text to its channel's element as
     written; once a Markdown channel's block is whole, the same event puts it in place

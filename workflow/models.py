@@ -186,7 +186,7 @@ class ClinicalCase(models.Model):
     def runs_by_stage(self) -> dict[str, list["StageRun"]]:
         """Every run of each stage, newest first."""
         runs: dict[str, list[StageRun]] = {key: [] for key in STAGES}
-        for run in self.stage_runs.all():
+        for run in self.stage_runs.select_related("signoff__decided_by"):
             runs[run.stage_key].append(run)
         return runs
 
@@ -195,7 +195,8 @@ class ClinicalCase(models.Model):
         return {run.stage_key: run for run in self.latest_runs_query()}
 
     def latest_runs_query(self) -> "StageRunQuerySet":
-        return self.stage_runs.order_by("stage_key", "-queued_at", "-pk").distinct("stage_key")
+        latest = self.stage_runs.order_by("stage_key", "-queued_at", "-pk").distinct("stage_key")
+        return latest.select_related("signoff__decided_by")
 
     def latest_run(self, stage_key: str) -> "StageRun | None":
         return self.stage_runs.of_stage(stage_key).first()
@@ -203,20 +204,19 @@ class ClinicalCase(models.Model):
     def completed_runs(
         self, before: Stage | None = None, latest: dict[str, "StageRun"] | None = None
     ) -> list["StageRun"]:
-        """The latest complete run of each stage (before `before`), in workflow order."""
+        """The latest run of each stage (before `before`) that later ones may build on
+        (`StageRun.usable`), in workflow order."""
         latest = self.latest_runs() if latest is None else latest
         keys = list(STAGES)
         if before is not None:
             keys = keys[: keys.index(before.key)]
-        return [
-            latest[key] for key in keys if key in latest and latest[key].status == Status.COMPLETE
-        ]
+        return [latest[key] for key in keys if key in latest and latest[key].usable]
 
     def builds_on(self, stage: Stage) -> tuple[list[Stage], list["StageRun"]]:
         """What a run of `stage` builds on, read once: the stages it needs that are not
         complete, and the complete runs before it."""
         latest = self.latest_runs()
-        complete = {key for key, run in latest.items() if run.status == Status.COMPLETE}
+        complete = {key for key, run in latest.items() if run.usable}
         needed = to_run([stage.key], complete, again=True)[:-1]
         return [STAGES[key] for key in needed], self.completed_runs(stage, latest)
 
@@ -239,7 +239,7 @@ class ClinicalCase(models.Model):
         """
         self.lock_for_a_start()
         latest = self.latest_runs()
-        complete = {key for key, run in latest.items() if run.status == Status.COMPLETE}
+        complete = {key for key, run in latest.items() if run.usable}
         asked, stage_keys = stage_keys, to_run(stage_keys, complete, again=group_key is None)
         if not stage_keys:
             title = RUNNABLE_GROUPS[group_key].title
@@ -792,6 +792,14 @@ class StageRun(Generation):
     inputs = models.JSONField(
         default=dict, blank=True, help_text="The earlier stage runs whose summaries it used."
     )
+    signoff = models.ForeignKey(
+        "SignOff",
+        on_delete=models.SET_NULL,  # never: a sign-off is never deleted
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="The latest clinician's decision on it, if any.",
+    )
     continued_from = models.ForeignKey(
         "self",
         on_delete=models.SET_NULL,
@@ -840,6 +848,49 @@ class StageRun(Generation):
     @property
     def text_so_far(self) -> str:
         return self.reasoning + self.summary
+
+    @property
+    def decision(self) -> str:
+        """What a clinician decided of it: `none`, `accepted`, `edited` or `rejected`."""
+        return self.signoff.decision if self.signoff_id else "none"
+
+    @property
+    def summary_in_use(self) -> str:
+        """The summary later stages, the chat and exports use: the text a clinician signed
+        off, else the model's."""
+        return self.signoff.summary if self.signoff_id else self.summary
+
+    @property
+    def reasoning_in_use(self) -> str:
+        return self.signoff.reasoning if self.signoff_id else self.reasoning
+
+    @property
+    def edited(self) -> bool:
+        """A clinician changed the model's text (the original stays readable)."""
+        return self.signoff_id is not None and (
+            self.signoff.summary != self.summary or self.signoff.reasoning != self.reasoning
+        )
+
+    @property
+    def incomplete(self) -> bool:
+        """It has text the model stopped before it finished, which no clinician completed."""
+        return self.resumable and not self.edited
+
+    @property
+    def acceptable(self) -> bool:
+        """It may be accepted as it stands: complete, or completed by a clinician's edit."""
+        return self.status == Status.COMPLETE or (self.status in RESUMABLE and self.edited)
+
+    @property
+    def usable(self) -> bool:
+        """Later stages and the chat may build on it: acceptable, and not rejected."""
+        return self.acceptable and self.decision != SignOff.Decision.REJECTED
+
+    @property
+    def signable(self) -> bool:
+        """A clinician may decide on it now: it is over, has text, and is not out of date."""
+        ended = self.status in (Status.COMPLETE, *RESUMABLE)
+        return ended and bool(self.text_so_far) and not self.superseded
 
     @property
     def in_chat(self) -> bool:
@@ -943,6 +994,51 @@ class ChatMessage(Generation):
 GENERATIONS = (StageRun, ChatMessage)
 
 
+class SignOff(models.Model):
+    """A clinician's decision on a stage run, with the text decided on: accepted as the
+    model wrote it (or as edited before), edited, or rejected. Append-only: Postgres
+    refuses to UPDATE or DELETE a row (migration 0011's trigger); a new decision is a new
+    row, which its run then points at. Like the audit, it outlives its run, its case and
+    its clinician: the record of what was signed stays."""
+
+    class Decision(models.TextChoices):
+        ACCEPTED = "accepted"
+        EDITED = "edited"
+        REJECTED = "rejected"
+
+    stage_run = models.ForeignKey(
+        StageRun,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="signoffs",
+    )
+    case_id = models.BigIntegerField()
+    decision = models.CharField(max_length=10, choices=Decision.choices)
+    summary = models.TextField(blank=True)
+    reasoning = models.TextField(blank=True)
+    reason = models.CharField(max_length=500, blank=True, help_text="Why it was rejected.")
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        null=True,
+        related_name="+",
+    )
+    decided_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["case_id", "-decided_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.get_decision_display()} by user {self.decided_by_id}"
+
+    @property
+    def decider(self) -> str:
+        """Who decided, as the page names them: full name, else username."""
+        user = self.decided_by
+        return (user.get_full_name() or user.get_username()) if user else "a deleted user"
+
+
 def _count_from_zero() -> None:
     """Every ending each kind of generation can have is a series from zero (see FALLBACKS)."""
     for status in set(Status) - set(ACTIVE):
@@ -963,6 +1059,7 @@ class AuditEvent(models.Model):
         STOPPED = "stopped"
         EDITED = "edited"
         EXPORTED = "exported"
+        SIGNED_OFF = "signed_off", "Signed off"
 
     at = models.DateTimeField(default=timezone.now)
     user = models.ForeignKey(

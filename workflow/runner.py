@@ -234,7 +234,8 @@ def _what_it_builds_on(run: StageRun) -> tuple[list[Stage], list[StageRun]]:
 def _stage_request(run: StageRun, earlier: list[StageRun]) -> tuple[LLMRequest, ContentRouter]:
     """The request for a stage, and a router that knows where a continued run stopped."""
     facts = run.case.facts()
-    messages = stages.stage_messages(run.stage, facts, [(e.stage, e.summary) for e in earlier])
+    summaries = [(e.stage, e.summary_in_use) for e in earlier]
+    messages = stages.stage_messages(run.stage, facts, summaries)
     router = ContentRouter()
     if run.continued_from is None:
         return LLMRequest(messages), router
@@ -264,7 +265,7 @@ async def _reply_job(reply_id: int) -> None:
     completed = await sync_to_async(case.completed_runs)()
     messages = stages.chat_messages(
         case.facts(),
-        [(run.stage, run.summary) for run in completed],
+        [(run.stage, run.summary_in_use) for run in completed],
         [(message.role, message.content) async for message in earlier],
     )
     engine = shared_engine()

@@ -41,6 +41,7 @@ urlpatterns = [
     path(
         "cases/<id:case_id>/stages/<key:stage_key>/cancel", views.cancel_stage, name="cancel-stage"
     ),
+    path("cases/<id:case_id>/stages/<key:stage_key>/signoff", views.signoff, name="stage-signoff"),
     path("cases/<id:case_id>/groups/<key:group_key>/run", views.run_group, name="run-group"),
     path(
         "cases/<id:case_id>/groups/<key:group_key>/cancel", views.cancel_group, name="cancel-group"

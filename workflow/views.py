@@ -16,10 +16,10 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from streaming.response import sse_response
-from workflow import audit, events, exports, fragments, metrics, runner, workspace
+from workflow import audit, events, exports, fragments, metrics, runner, signoffs, workspace
 from workflow import operations as ops
 from workflow.audit import Action
-from workflow.forms import ChatForm, ClinicalCaseForm
+from workflow.forms import ChatForm, ClinicalCaseForm, SignOffForm
 from workflow.models import (
     CannotStart,
     ChatMessage,
@@ -127,6 +127,40 @@ def print_report(request, case_id: int):
     return render(
         request, "workflow/print.html", {"report": report, "disclaimer": exports.DISCLAIMER}
     )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def signoff(request, case_id: int, stage_key: str):
+    """A clinician's decision on a stage's latest run (POST: accept, edit or reject); GET
+    is the page where they edit its text."""
+    case = get_case_for_user(request, case_id)
+    run = case.latest_runs().get(stage_key)
+    if run is None:
+        raise Http404("This stage has not been run.")
+    form = SignOffForm(request.POST or None, initial=_as_it_stands(run))
+    refusal = not_editable = signoffs.why_not(case, run, signoffs.Decision.EDITED)
+    if request.method == "POST" and form.is_valid():
+        try:
+            decision = signoffs.decide(case, stage_key, request.user, **form.decided)
+        except signoffs.CannotSignOff as cannot:
+            refusal = str(cannot)
+        else:
+            audit.record(request, case.pk, Action.SIGNED_OFF, f"{stage_key}: {decision.decision}")
+            if request.htmx:
+                return HttpResponse(fragments.decided(request, case, stage_key))
+            return redirect(f"{case.get_absolute_url()}?stage={stage_key}")
+    if request.method == "POST" and request.htmx:  # Accept or Reject from the workspace
+        notice = refusal or " ".join(e for errors in form.errors.values() for e in errors)
+        return HttpResponse(fragments.refused(request, notice))
+    context = {"case": case, "run": run, "stage": run.stage, "form": form, "refusal": refusal}
+    context["editable"] = not_editable is None
+    status = 400 if request.method == "POST" else 200  # the form again after a POST: refused
+    return render(request, "workflow/signoff.html", context, status=status)
+
+
+def _as_it_stands(run: StageRun) -> dict:
+    return {"decision": "edit", "summary": run.summary_in_use, "reasoning": run.reasoning_in_use}
 
 
 @login_required

@@ -6,7 +6,7 @@ from itertools import chain
 from django.urls import reverse
 
 from workflow import cant_miss
-from workflow.models import ChatMessage, ClinicalCase, StageRun, Status, WorkflowRun
+from workflow.models import ChatMessage, ClinicalCase, SignOff, StageRun, Status, WorkflowRun
 from workflow.stages import GROUPS, RUN_ALL, STAGES, Stage, to_run
 
 
@@ -63,7 +63,8 @@ class Now:
 
     @property
     def complete(self) -> set[str]:
-        return {key for key, run in self.latest.items() if run.status == Status.COMPLETE}
+        """The stages done: later ones may build on their latest run."""
+        return {key for key, run in self.latest.items() if run.usable}
 
     @property
     def busy(self) -> bool:
@@ -88,13 +89,32 @@ def _pk(run: StageRun) -> int:
 
 
 def _why_stale(run: StageRun, latest: dict[str, StageRun]) -> str:
-    """What changed since a stale run was written: stages it built on were run again,
-    else the case was edited."""
-    rerun = [STAGES[key].title for key, pk in run.inputs.items() if latest[key].pk != pk]
-    if not rerun:
-        return "The case was edited after this was written."
-    verb = "was" if len(rerun) == 1 else "were"
-    return f"{' and '.join(rerun)} {verb} run again after this was written."
+    """What changed since a stale run was written: stages it built on were run again, or
+    a clinician edited or rejected them, else the case was edited."""
+    built_on = [(latest[key], pk) for key, pk in run.inputs.items()]
+    rerun = [source.stage.title for source, pk in built_on if source.pk != pk]
+    if rerun:
+        return f"{_and(rerun)} {_was(rerun)} run again after this was written."
+    decided = [source for source, _ in built_on if _changed_by_signoff(source, since=run)]
+    if decided:
+        what = "rejected" if decided[0].decision == SignOff.Decision.REJECTED else "edited"
+        titles = [source.stage.title for source in decided]
+        return f"{_and(titles)} {_was(titles)} {what} by a clinician after this was written."
+    return "The case was edited after this was written."
+
+
+def _changed_by_signoff(source: StageRun, since: StageRun) -> bool:
+    signoff = source.signoff
+    changed = source.edited or source.decision == SignOff.Decision.REJECTED
+    return changed and since.finished_at is not None and signoff.decided_at > since.finished_at
+
+
+def _and(titles: list[str]) -> str:
+    return " and ".join(titles)
+
+
+def _was(titles: list[str]) -> str:
+    return "was" if len(titles) == 1 else "were"
 
 
 def stepper(case: ClinicalCase, now: Now) -> dict:

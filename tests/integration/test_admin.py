@@ -9,17 +9,18 @@ from django.test import Client
 from django.urls import reverse
 from waffle.models import Flag, Sample, Switch
 
-from workflow.models import AuditEvent, ChatMessage, StageRun, WorkflowRun
+from workflow.models import AuditEvent, ChatMessage, SignOff, StageRun, WorkflowRun
 
 pytestmark = pytest.mark.django_db
 
 
 def test_every_admin_list_and_change_page_opens(admin_client, case):
     workflow = WorkflowRun.objects.create(case=case, group_key="assessment")
-    StageRun.objects.create(
+    run = StageRun.objects.create(
         case=case, workflow_run=workflow, stage_key="summary", status="complete",
         reasoning="Reasoning.", summary="Summary.", inputs={},
     )  # fmt: skip
+    SignOff.objects.create(stage_run=run, case_id=case.pk, decision="accepted", summary="S.")
     ChatMessage.objects.create(case=case, role="assistant", content="A reply.")
     Group.objects.create(name="Ward 3")
     Client().post("/accounts/login/", {"username": "alice", "password": "wrong"})  # axes rows
@@ -91,3 +92,18 @@ def test_a_superuser_can_delete_a_case_with_what_was_generated_for_it(admin_clie
     delete = reverse("admin:workflow_clinicalcase_delete", args=[case.pk])
     assert admin_client.post(delete, {"post": "yes"}).status_code == 302
     assert not StageRun.objects.exists() and not ChatMessage.objects.exists()
+
+
+def test_sign_offs_are_read_only_and_outlive_a_deleted_case(admin_client, case):
+    run = StageRun.objects.create(case=case, stage_key="summary", status="complete")
+    signoff = SignOff.objects.create(stage_run=run, case_id=case.pk, decision="accepted")
+    StageRun.objects.filter(pk=run.pk).update(signoff=signoff)
+    change = reverse("admin:workflow_signoff_change", args=[signoff.pk])
+    assert admin_client.post(change, {"decision": "rejected"}).status_code == 403
+    delete = reverse("admin:workflow_signoff_delete", args=[signoff.pk])
+    assert admin_client.post(delete, {"post": "yes"}).status_code == 403
+
+    delete_case = reverse("admin:workflow_clinicalcase_delete", args=[case.pk])
+    assert admin_client.post(delete_case, {"post": "yes"}).status_code == 302
+    assert not StageRun.objects.exists()
+    assert SignOff.objects.get().decision == "accepted"
