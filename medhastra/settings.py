@@ -122,6 +122,11 @@ LLM_API_KEY = os.environ.get("LLM_API_KEY") or None
 LLM_MODEL = os.environ.get("LLM_MODEL", "gpt-4o-mini")
 LLM_MAX_TOKENS = int(os.environ.get("LLM_MAX_TOKENS", 2048))
 DEMO_WORDS_PER_SECOND = env_float("DEMO_WORDS_PER_SECOND", 30.0)
+# Before text goes to a provider: warn of likely identifiers, always redact them, or
+# refuse them (`workflow/phi.py`). Unset: warn for a provider off this machine.
+PHI_POLICY = os.environ.get("PHI_POLICY", "").strip().lower()
+if PHI_POLICY not in ("", "warn", "redact", "block"):
+    raise ImproperlyConfigured("Set PHI_POLICY to warn, redact or block (or leave it unset).")
 # How long to wait for a provider, and how hard to try, in one place (seconds).
 LLM_LIMITS = {
     "connect_timeout": env_float("LLM_CONNECT_TIMEOUT", 10.0),

@@ -1,11 +1,56 @@
 from django import forms
+from django.core.exceptions import NON_FIELD_ERRORS
 from django.db import models
 
-from workflow.models import ClinicalCase
+from workflow import phi
+from workflow.models import ClinicalCase, PhiChoice
 from workflow.signoffs import DECISIONS
 
 
-class ClinicalCaseForm(forms.ModelForm):
+class GuardsIdentifiers:
+    """A form whose text goes to the AI provider. Where the policy looks (`phi.policy`), it
+    finds likely identifiers and marks them (`marked` on each field that has some); then
+    `warn` asks whether to replace them with placeholders or send them as written (the
+    answer comes back as `phi`), `block` refuses them, `redact` replaces them. After
+    `is_valid()`, `phi_choice` is what was chosen."""
+
+    guarded: tuple[str, ...]
+    ASK = (
+        "What look like identifiers are marked below, and this goes to an AI provider outside "
+        "this machine: replace them with placeholders, or send the text as written?"
+    )
+
+    def guard(self, data: dict) -> None:
+        texts = {name: data.get(name) or "" for name in self.guarded}
+        found = phi.identifiers(texts)
+        policy = phi.policy()
+        self.phi_choice = PhiChoice.REDACT if found and policy == phi.REDACT else ""
+        if found and policy == phi.BLOCK:
+            for name, spans in found.items():
+                kinds = ", ".join(sorted({span.described for span in spans}))
+                self.add_error(name, f"Remove what looks like {kinds} (marked below) first.")
+        elif found and policy == phi.WARN:
+            if self.data.get("phi") in (PhiChoice.REDACT, PhiChoice.AS_WRITTEN):
+                self.phi_choice = self.data["phi"]
+            else:
+                self.add_error(None, forms.ValidationError(self.ASK, code="phi"))
+        for name in found:
+            self._mark(name, texts[name])
+
+    def _mark(self, name: str, text: str) -> None:
+        """The field's text with its identifiers marked, which the field names as what
+        describes it, after its help and errors."""
+        field, bound = self.fields[name], self[name]
+        field.marked = phi.marked(text)
+        described = [bound.aria_describedby, f"{bound.auto_id}_identifiers"]
+        field.widget.attrs["aria-describedby"] = " ".join(filter(None, described))
+
+    @property
+    def asks_about_identifiers(self) -> bool:
+        return self.has_error(NON_FIELD_ERRORS, "phi")
+
+
+class ClinicalCaseForm(GuardsIdentifiers, forms.ModelForm):
     """The case's facts; a field's help and errors are what its `aria-describedby` names
     (ids Django gives them), and after a failed submit the first wrong field has focus."""
 
@@ -22,6 +67,13 @@ class ClinicalCaseForm(forms.ModelForm):
             "vitals": "E.g. HR 104, BP 128/76, RR 20, SpO2 95 % on air, T 37.2 °C.",
         }
 
+    guarded = tuple(name for name in ClinicalCase.FIELDS if name not in ("age", "sex"))
+
+    def clean(self):
+        data = super().clean()
+        self.guard(data)
+        return data
+
     def full_clean(self):
         super().full_clean()
         first_wrong = next((name for name in self.fields if name in self.errors), None)
@@ -35,8 +87,15 @@ class ClinicalCaseForm(forms.ModelForm):
         return age
 
 
-class ChatForm(forms.Form):
+class ChatForm(GuardsIdentifiers, forms.Form):
     message = forms.CharField(max_length=4000, strip=True)
+
+    guarded = ("message",)
+
+    def clean(self):
+        data = super().clean()
+        self.guard(data)
+        return data
 
 
 class SignOffForm(forms.Form):

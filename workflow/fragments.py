@@ -70,6 +70,11 @@ def refused(request: HttpRequest, notice: str) -> str:
     return swaps(request, ["notice"], {"notice": notice})
 
 
+def ask_about_identifiers(request: HttpRequest, form) -> str:
+    """The answer to a question with likely identifiers in it: them, marked, and a choice."""
+    return render(request, "identifiers-question", {"form": form})
+
+
 def decided(request: HttpRequest, case: ClinicalCase, stage_key: str) -> str:
     """The answer to a sign-off: the stage in both panels, with the stages it made stale,
     the stepper, and what was decided in the notice."""

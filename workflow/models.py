@@ -36,6 +36,22 @@ class Mode(models.TextChoices):
     BATCH = "batch"
 
 
+class PhiChoice(models.TextChoices):
+    """What a clinician chose for the likely identifiers in text they wrote, before it went
+    to a provider off this machine (`workflow/phi.py`)."""
+
+    NONE = "", "none found"
+    REDACT = "redact", "replaced with placeholders"
+    AS_WRITTEN = "as_written", "sent as written"
+
+
+def phi_choice_field():
+    # A database default too, for the processes of the release before during a deploy.
+    return models.CharField(
+        max_length=10, choices=PhiChoice.choices, blank=True, default="", db_default=""
+    )
+
+
 ACTIVE = (Status.QUEUED, Status.RUNNING)
 RESUMABLE = (Status.ERROR, Status.CANCELLED, Status.INTERRUPTED)
 
@@ -145,6 +161,7 @@ class ClinicalCase(models.Model):
     question = models.TextField(
         blank=True, max_length=FIELD_CHARACTERS, help_text="What you want the reasoning to answer."
     )
+    phi_choice = phi_choice_field()
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -169,7 +186,8 @@ class ClinicalCase(models.Model):
 
     def __str__(self) -> str:
         age = f"{self.age}-year-old " if self.age is not None else ""
-        return f"{age}{self.get_sex_display().lower()}: {self.chief_complaint}"
+        who = "patient" if self.sex == self.Sex.UNKNOWN else self.get_sex_display().lower()
+        return f"{age}{who}: {self.chief_complaint}"
 
     def get_absolute_url(self) -> str:
         return reverse("workspace", args=[self.pk])
@@ -312,11 +330,18 @@ class ClinicalCase(models.Model):
         return earlier + 1 if earlier is not None else 0
 
     @transaction.atomic
-    def ask(self, question: str, mode: str = Mode.STREAM) -> tuple["ChatMessage", "ChatMessage"]:
-        """The clinician's question and the queued reply, or CannotStart."""
+    def ask(
+        self, question: str, mode: str = Mode.STREAM, phi_choice: str = ""
+    ) -> tuple["ChatMessage", "ChatMessage"]:
+        """The clinician's question (with what they chose for its identifiers) and the
+        queued reply, or CannotStart."""
         self._hold_for_a_reply()
         asked = ChatMessage.objects.create(
-            case=self, role=ChatMessage.Role.USER, content=question, status=Status.COMPLETE
+            case=self,
+            role=ChatMessage.Role.USER,
+            content=question,
+            status=Status.COMPLETE,
+            phi_choice=phi_choice,
         )
         reply = ChatMessage.objects.create(case=self, role=ChatMessage.Role.ASSISTANT, mode=mode)
         return asked, reply
@@ -957,6 +982,7 @@ class ChatMessage(Generation):
     case = models.ForeignKey(ClinicalCase, on_delete=models.CASCADE, related_name="chat_messages")
     role = models.CharField(max_length=10, choices=Role.choices)
     content = models.TextField(blank=True)
+    phi_choice = phi_choice_field()  # of a question
 
     class Meta:
         ordering = ["queued_at", "id"]
@@ -1060,6 +1086,7 @@ class AuditEvent(models.Model):
         EDITED = "edited"
         EXPORTED = "exported"
         SIGNED_OFF = "signed_off", "Signed off"
+        IDENTIFIERS = "identifiers", "Chose for identifiers"
 
     at = models.DateTimeField(default=timezone.now)
     user = models.ForeignKey(

@@ -25,7 +25,7 @@ from django.db.models import Q
 from streaming import broker
 from streaming.batches import Batches
 from streaming.router import ContentRouter, PlainRouter
-from workflow import leases, logs, metrics, stages
+from workflow import leases, logs, metrics, phi, stages
 from workflow.llm import Chunk, Engine, LLMRequest, Usage, attempts, limits, shared_engine
 from workflow.llm.errors import IdleTimeout, cannot_stream, cut_off, describe
 from workflow.models import (
@@ -233,15 +233,16 @@ def _what_it_builds_on(run: StageRun) -> tuple[list[Stage], list[StageRun]]:
 
 def _stage_request(run: StageRun, earlier: list[StageRun]) -> tuple[LLMRequest, ContentRouter]:
     """The request for a stage, and a router that knows where a continued run stopped."""
-    facts = run.case.facts()
-    summaries = [(e.stage, e.summary_in_use) for e in earlier]
+    sent = phi.Outgoing(run.case.phi_choice)
+    facts = [(label, sent(value)) for label, value in run.case.facts()]
+    summaries = [(e.stage, sent(e.summary_in_use)) for e in earlier]
     messages = stages.stage_messages(run.stage, facts, summaries)
     router = ContentRouter()
     if run.continued_from is None:
         return LLMRequest(messages), router
     partial_answer = run.continued_from.raw_output()
     router.feed(partial_answer)  # inside the reasoning or the summary
-    messages = stages.continuing_messages(messages, partial_answer)
+    messages = stages.continuing_messages(messages, sent(partial_answer))
     return LLMRequest(messages, continuing=True), router
 
 
@@ -263,15 +264,21 @@ async def _reply_job(reply_id: int) -> None:
         Q(role=ChatMessage.Role.USER) | Q(status=Status.COMPLETE)
     )
     completed = await sync_to_async(case.completed_runs)()
+    sent = phi.Outgoing(case.phi_choice)
     messages = stages.chat_messages(
-        case.facts(),
-        [(run.stage, run.summary_in_use) for run in completed],
-        [(message.role, message.content) async for message in earlier],
+        [(label, sent(value)) for label, value in case.facts()],
+        [(run.stage, sent(run.summary_in_use)) for run in completed],
+        [(m.role, sent(m.content, _choice(m))) async for m in earlier],
     )
     engine = shared_engine()
     if await reply.start(engine=engine.label):  # else stopped before it started
         router = PlainRouter("content")
         await _generate(reply, partial(_write, reply, engine, LLMRequest(messages), router))
+
+
+def _choice(message: ChatMessage) -> str | None:
+    """A question's own choice for its identifiers; a reply goes as the case does."""
+    return message.phi_choice if message.role == ChatMessage.Role.USER else None
 
 
 async def _generate(generation: Generation, write: Callable[[list[Usage]], Awaitable[None]]):

@@ -26,6 +26,7 @@ from workflow.models import (
     ClinicalCase,
     Generation,
     Mode,
+    PhiChoice,
     StageRun,
     WorkflowRun,
 )
@@ -61,8 +62,10 @@ def case_new(request):
     if request.method == "POST" and form.is_valid():
         case = form.save(commit=False)
         case.owner = request.user
+        case.phi_choice = form.phi_choice
         case.save()
         audit.record(request, case.pk, Action.EDITED, "created")
+        _record_identifiers(request, case.pk, "case", form.phi_choice)
         return redirect(case)
     return render(request, "workflow/case_form.html", {"form": form})
 
@@ -73,13 +76,24 @@ def case_edit(request, case_id: int):
     case = get_case_for_user(request, case_id)
     form = ClinicalCaseForm(request.POST or None, instance=case)
     if request.method == "POST" and form.is_valid():
+        chose = form.phi_choice != case.phi_choice
+        case.phi_choice = form.phi_choice
         if form.has_changed():
             form.save()
             audit.record(request, case.pk, Action.EDITED, ",".join(form.changed_data)[:40])
             if case.mark_all_stale():
                 messages.info(request, "The case changed: the stages run before are now stale.")
+        elif chose:
+            case.save(update_fields=["phi_choice"])
+        _record_identifiers(request, case.pk, "case", form.phi_choice)
         return redirect(case)
     return render(request, "workflow/case_form.html", {"form": form, "case": case})
+
+
+def _record_identifiers(request, case_id: int, what: str, choice: str) -> None:
+    """Into the audit: what the clinician chose for the identifiers found, if any."""
+    if choice:
+        audit.record(request, case_id, Action.IDENTIFIERS, f"{what}: {PhiChoice(choice).label}")
 
 
 @login_required
@@ -265,15 +279,20 @@ async def chat(request, case_id: int):
     case = await aget_case_for_user(request, case_id)
     form = ChatForm(request.POST)
     if not form.is_valid():
-        return await _refuse(request, case, " ".join(form.errors["message"]))
+        if form.asks_about_identifiers and request.htmx:
+            return HttpResponse(fragments.ask_about_identifiers(request, form))
+        return await _refuse(request, case, " ".join(e for es in form.errors.values() for e in es))
     try:
         asked, reply = await sync_to_async(case.ask)(
-            form.cleaned_data["message"], await _mode(request)
+            form.cleaned_data["message"], await _mode(request), form.phi_choice
         )
     except CannotStart as refusal:
         return await _refuse(request, case, str(refusal))
     runner.start_chat_reply(reply)
     await audit.arecord(request, case.pk, Action.RAN, "reply")
+    if form.phi_choice:
+        detail = f"question: {PhiChoice(form.phi_choice).label}"
+        await audit.arecord(request, case.pk, Action.IDENTIFIERS, detail)
     return _replying(request, case, [asked, reply])
 
 
