@@ -5,7 +5,7 @@ as each line is finished. Only that section counts: no keyword spotting."""
 import re
 from dataclasses import dataclass, field
 
-from workflow.models import StageRun, Status
+from workflow.models import RESUMABLE, StageRun, Status
 
 STAGE = "differential"
 _MARKER = re.compile(r"^(?:[-*•+]|\d{1,2}[.)])\s+")
@@ -29,6 +29,12 @@ class Lane:
     state: str = "absent"
     items: list[str] = field(default_factory=list)
     status: str = ""  # of the differential run it comes from
+    decision: str = "none"  # a clinician's on that run
+
+    @property
+    def incomplete(self) -> bool:
+        """From a differential that stopped before it finished."""
+        return self.status in RESUMABLE
 
     @classmethod
     def of(cls, run: StageRun | None) -> "Lane":
@@ -38,7 +44,10 @@ class Lane:
         # run cut off inside the part may have stopped in the middle of a diagnosis.
         closed = bool(run.summary) or run.status in (Status.COMPLETE, Status.STALE)
         lane = cls.written(run.cant_miss, run.status, finished=closed)
-        return cls("missing", [], run.status) if run.finished and not lane.items else lane
+        if run.finished and not lane.items:
+            lane = cls("missing", [], run.status)
+        lane.decision = run.decision
+        return lane
 
     @classmethod
     def written(cls, text: str, status: str, *, finished: bool) -> "Lane":

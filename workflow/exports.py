@@ -56,7 +56,7 @@ class Entry:
         if signoff is None:
             return "not reviewed by a clinician"
         when = f"{timezone.localtime(signoff.decided_at):%d %b %Y, %H:%M %Z}"
-        said = f" ({signoff.reason})" if signoff.reason else ""
+        said = f" ({' '.join(signoff.reason.split())})" if signoff.reason else ""
         decided = f"{self.run.decision} by {signoff.decider} on {when}{said}"
         if self.run.status == Status.STALE:
             return f"{decided}, before it went out of date"
@@ -92,7 +92,12 @@ class Report:
             return ""
         if not self.lane.items:
             return "The differential diagnosis did not name its can't-miss diagnoses."
-        return "Must not miss: " + ", ".join(self.lane.items) + "."
+        named = "Must not miss: " + ", ".join(self.lane.items)
+        if self.lane.decision == SignOff.Decision.REJECTED:
+            return named + " (from a differential a clinician rejected)."
+        if self.lane.incomplete:
+            return named + " (from a differential that stopped before it finished)."
+        return named + "."
 
     @property
     def note(self) -> Entry:
@@ -126,8 +131,8 @@ def note_text(report: Report) -> str | None:
     warnings = []
     if note.incomplete:
         warnings.append("[Incomplete: this note stopped before it was finished.]")
-    elif note.run.status != Status.COMPLETE:
-        warnings.append(f"[This note is {note.standing.split(',')[0]}.]")
+    elif note.run.status in _STANDING and note.run.status != Status.COMPLETE:
+        warnings.append(f"[This note is {_STANDING[note.run.status]}.]")
     if note.run.decision == SignOff.Decision.REJECTED:
         warnings.append("[A clinician rejected this note.]")
     body = "\n".join([*warnings, plain_text(note.text)]).strip()
@@ -142,10 +147,10 @@ def report_markdown(report: Report) -> str:
         parts.append(f"**{inert(report.must_not_miss).strip()}**")
     for entry in report.entries:
         parts.append(f"## {entry.stage.title}")
-        parts.append(f"_{capfirst(entry.standing)}._")
+        parts.append(f"_{inert(capfirst(entry.standing)).strip()}._")
         if entry.summary:
             parts.append(inert(entry.summary).strip())
     if report.note.text:
         parts += ["## The note in full", inert(report.note.text).strip()]
-    parts += ["---", "\n".join(f"{line}  " for line in report.provenance()).rstrip()]
+    parts += ["---", "\n".join(f"{inert(line).strip()}  " for line in report.provenance())]
     return "\n\n".join(parts) + "\n"

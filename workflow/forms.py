@@ -20,6 +20,11 @@ class GuardsIdentifiers:
         "this machine: replace them with placeholders, or send the text as written?"
     )
 
+    def clean(self):
+        data = super().clean()
+        self.guard(data)
+        return data
+
     def guard(self, data: dict) -> None:
         texts = {name: data.get(name) or "" for name in self.guarded}
         found = phi.identifiers(texts)
@@ -69,11 +74,6 @@ class ClinicalCaseForm(GuardsIdentifiers, forms.ModelForm):
 
     guarded = tuple(name for name in ClinicalCase.FIELDS if name not in ("age", "sex"))
 
-    def clean(self):
-        data = super().clean()
-        self.guard(data)
-        return data
-
     def full_clean(self):
         super().full_clean()
         first_wrong = next((name for name in self.fields if name in self.errors), None)
@@ -92,15 +92,12 @@ class ChatForm(GuardsIdentifiers, forms.Form):
 
     guarded = ("message",)
 
-    def clean(self):
-        data = super().clean()
-        self.guard(data)
-        return data
 
-
-class SignOffForm(forms.Form):
+class SignOffForm(GuardsIdentifiers, forms.Form):
     """A clinician's decision on a stage: accept it, edit it (its summary and reasoning,
-    in Markdown) or reject it (with a reason, if they like)."""
+    in Markdown) or reject it (with a reason, if they like); `run` is the run they saw."""
+
+    guarded = ("summary", "reasoning")
 
     decision = forms.ChoiceField(choices=[(name, name.capitalize()) for name in DECISIONS])
     summary = forms.CharField(
@@ -110,6 +107,7 @@ class SignOffForm(forms.Form):
         required=False, max_length=200_000, widget=forms.Textarea(attrs={"rows": 24})
     )
     reason = forms.CharField(required=False, max_length=500, label="Why (optional)")
+    run = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
 
     def clean(self):
         data = super().clean()
@@ -131,4 +129,6 @@ class SignOffForm(forms.Form):
             "summary": data["summary"],
             "reasoning": data["reasoning"],
             "reason": data["reason"],
+            "seen": data["run"],
+            "phi_choice": self.phi_choice,
         }

@@ -368,8 +368,8 @@ class ClinicalCase(models.Model):
         """A new run that carries on from the partial text of the stage's last run (created
         running on `engine`, if given, as `start_stage_runs`)."""
         self.lock_for_a_start()
-        last = self.latest_run(stage_key)
-        if last is None or not last.resumable:
+        last = self.stage_runs.select_related("signoff").of_stage(stage_key).first()
+        if last is None or not last.continuable:
             raise CannotStart("There is nothing to continue: run the stage.")
         self.check_quotas(starting=1)
         return StageRun.objects.create(
@@ -386,16 +386,23 @@ class ClinicalCase(models.Model):
         )
 
     def mark_stale_after(self, stage_key: str) -> int:
-        """A stage is running again: the complete runs that used its old output are stale."""
-        return self.stage_runs.filter(status=Status.COMPLETE, inputs__has_key=stage_key).update(
-            status=Status.STALE, seq=F("seq") + 1
+        """A stage is running again: the done runs that used its old output are stale."""
+        return (
+            self._done_runs()
+            .filter(inputs__has_key=stage_key)
+            .update(status=Status.STALE, seq=F("seq") + 1)
         )
 
     def mark_all_stale(self) -> int:
-        """The case changed: every complete run reasoned about the old case."""
-        return self.stage_runs.filter(status=Status.COMPLETE).update(
-            status=Status.STALE, seq=F("seq") + 1
-        )
+        """The case changed: every done run reasoned about the old case."""
+        return self._done_runs().update(status=Status.STALE, seq=F("seq") + 1)
+
+    def _done_runs(self) -> "StageRunQuerySet":
+        """The runs that say something of the case now: complete, or stopped early and
+        completed by a clinician (`StageRun.acceptable`)."""
+        signed = (SignOff.Decision.EDITED, SignOff.Decision.ACCEPTED)  # accepted once edited
+        completed = Q(status__in=RESUMABLE, signoff__decision__in=signed)
+        return self.stage_runs.filter(Q(status=Status.COMPLETE) | completed)
 
     def active_stream(
         self, latest: dict[str, "StageRun"], workflow: "WorkflowRun | None"
@@ -890,6 +897,12 @@ class StageRun(Generation):
         return self.signoff.reasoning if self.signoff_id else self.reasoning
 
     @property
+    def phi_choice_in_use(self) -> str:
+        """What a clinician chose for the identifiers in their edit, if any (else the text
+        goes as the case does)."""
+        return self.signoff.phi_choice if self.signoff_id else ""
+
+    @property
     def edited(self) -> bool:
         """A clinician changed the model's text (the original stays readable)."""
         return self.signoff_id is not None and (
@@ -910,6 +923,12 @@ class StageRun(Generation):
     def usable(self) -> bool:
         """Later stages and the chat may build on it: acceptable, and not rejected."""
         return self.acceptable and self.decision != SignOff.Decision.REJECTED
+
+    @property
+    def continuable(self) -> bool:
+        """The model can be asked to carry on from where it stopped: not once a clinician
+        completed the text themselves."""
+        return self.resumable and not self.edited
 
     @property
     def signable(self) -> bool:
@@ -1043,6 +1062,7 @@ class SignOff(models.Model):
     summary = models.TextField(blank=True)
     reasoning = models.TextField(blank=True)
     reason = models.CharField(max_length=500, blank=True, help_text="Why it was rejected.")
+    phi_choice = phi_choice_field()  # of an edit's text
     decided_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.DO_NOTHING,

@@ -216,13 +216,14 @@ async def _generate_stage(run: StageRun) -> str:
         # Never started, even if created running: the page says it was not run.
         await run.end(Status.ERROR, code="not_run", message=message, started_at=None)
         return run.status
-    request, router = _stage_request(run, earlier)
+    sent = phi.Outgoing(run.case.phi_choice)
+    request, router = _stage_request(run, earlier, sent)
     engine = shared_engine()
     if run.status == Status.QUEUED:  # its turn in a group: the first of a start is running
         inputs = run.inputs or {e.stage_key: e.pk for e in earlier}
         if not await run.start(engine=engine.label, inputs=inputs):  # stopped meanwhile
             return run.status
-    await _generate(run, partial(_write_stage, run, engine, request, router))
+    await _generate(run, partial(_write_stage, run, engine, request, router, sent))
     return run.status
 
 
@@ -231,11 +232,13 @@ def _what_it_builds_on(run: StageRun) -> tuple[list[Stage], list[StageRun]]:
     return run.case.builds_on(run.stage)
 
 
-def _stage_request(run: StageRun, earlier: list[StageRun]) -> tuple[LLMRequest, ContentRouter]:
-    """The request for a stage, and a router that knows where a continued run stopped."""
-    sent = phi.Outgoing(run.case.phi_choice)
+def _stage_request(
+    run: StageRun, earlier: list[StageRun], sent: phi.Outgoing
+) -> tuple[LLMRequest, ContentRouter]:
+    """The request for a stage (its text as `sent` lets it go), and a router that knows
+    where a continued run stopped."""
     facts = [(label, sent(value)) for label, value in run.case.facts()]
-    summaries = [(e.stage, sent(e.summary_in_use)) for e in earlier]
+    summaries = [(e.stage, sent(e.summary_in_use, e.phi_choice_in_use)) for e in earlier]
     messages = stages.stage_messages(run.stage, facts, summaries)
     router = ContentRouter()
     if run.continued_from is None:
@@ -247,11 +250,16 @@ def _stage_request(run: StageRun, earlier: list[StageRun]) -> tuple[LLMRequest, 
 
 
 async def _write_stage(
-    run: StageRun, engine: Engine, request: LLMRequest, router: ContentRouter, spent: list[Usage]
+    run: StageRun,
+    engine: Engine,
+    request: LLMRequest,
+    router: ContentRouter,
+    sent: phi.Outgoing,
+    spent: list[Usage],
 ) -> None:
     await _write(run, engine, request, router, spent)
     if not run.summary.strip():  # the model left it out: ask for it
-        ask = LLMRequest(stages.summarising_messages(run.stage, run.reasoning))
+        ask = LLMRequest(stages.summarising_messages(run.stage, sent(run.reasoning)))
         summary = await engine.complete(ask)
         spent.append(ask.likely_usage(summary))
         await run.append({"summary": summary})
@@ -267,7 +275,7 @@ async def _reply_job(reply_id: int) -> None:
     sent = phi.Outgoing(case.phi_choice)
     messages = stages.chat_messages(
         [(label, sent(value)) for label, value in case.facts()],
-        [(run.stage, sent(run.summary_in_use)) for run in completed],
+        [(run.stage, sent(run.summary_in_use, run.phi_choice_in_use)) for run in completed],
         [(m.role, sent(m.content, _choice(m))) async for m in earlier],
     )
     engine = shared_engine()
@@ -276,9 +284,9 @@ async def _reply_job(reply_id: int) -> None:
         await _generate(reply, partial(_write, reply, engine, LLMRequest(messages), router))
 
 
-def _choice(message: ChatMessage) -> str | None:
+def _choice(message: ChatMessage) -> str:
     """A question's own choice for its identifiers; a reply goes as the case does."""
-    return message.phi_choice if message.role == ChatMessage.Role.USER else None
+    return message.phi_choice if message.role == ChatMessage.Role.USER else ""
 
 
 async def _generate(generation: Generation, write: Callable[[list[Usage]], Awaitable[None]]):

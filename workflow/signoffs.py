@@ -5,7 +5,7 @@ chat and the exports use, and the stages that built on the old text turn stale."
 from django.db import transaction
 from django.db.models import F
 
-from workflow.models import RESUMABLE, ClinicalCase, SignOff, StageRun, Status
+from workflow.models import RESUMABLE, CannotStart, ClinicalCase, SignOff, StageRun, Status
 from workflow.stages import STAGES
 
 Decision = SignOff.Decision
@@ -27,17 +27,26 @@ def decide(
     summary: str = "",
     reasoning: str = "",
     reason: str = "",
+    seen: int | None = None,
+    phi_choice: str = "",
 ) -> SignOff:
-    """Record `decision` (a `Decision`) on the stage's latest run, holding the case as
-    starts do: no run can start from the old text while the decision is made."""
-    case.lock_for_a_start()
+    """Record `decision` (a `Decision`) on the stage's latest run (which must be the run
+    `seen`, if given: the one the clinician read), holding the case as starts do: no run
+    can start from the old text while the decision is made."""
+    try:
+        case.lock_for_a_start()
+    except CannotStart as deleted:
+        raise CannotSignOff(str(deleted)) from None
     run = case.stage_runs.select_related("signoff").of_stage(stage_key).first()
+    if seen is not None and seen != run.pk:
+        raise CannotSignOff(f"{run.stage.title} was run again since: decide on the new text.")
     if refusal := why_not(case, run, decision):
         raise CannotSignOff(refusal)
     if decision == Decision.EDITED and (summary, reasoning) == _model_text(run):
         raise CannotSignOff(_unchanged(run))
     if decision != Decision.EDITED:
         summary, reasoning = run.summary_in_use, run.reasoning_in_use
+        phi_choice = run.signoff.phi_choice if run.signoff_id else ""
     changes_text = decision == Decision.REJECTED or (summary, reasoning) != (
         run.summary_in_use,
         run.reasoning_in_use,
@@ -49,6 +58,7 @@ def decide(
         summary=summary,
         reasoning=reasoning,
         reason=reason if decision == Decision.REJECTED else "",
+        phi_choice=phi_choice,
         decided_by=user,
     )
     # A new seq: a page that reconnects to the stage's stream gets the decision too.

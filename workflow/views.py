@@ -161,6 +161,7 @@ def signoff(request, case_id: int, stage_key: str):
             refusal = str(cannot)
         else:
             audit.record(request, case.pk, Action.SIGNED_OFF, f"{stage_key}: {decision.decision}")
+            _record_identifiers(request, case.pk, "edit", form.phi_choice)
             if request.htmx:
                 return HttpResponse(fragments.decided(request, case, stage_key))
             return redirect(f"{case.get_absolute_url()}?stage={stage_key}")
@@ -174,7 +175,8 @@ def signoff(request, case_id: int, stage_key: str):
 
 
 def _as_it_stands(run: StageRun) -> dict:
-    return {"decision": "edit", "summary": run.summary_in_use, "reasoning": run.reasoning_in_use}
+    texts = {"summary": run.summary_in_use, "reasoning": run.reasoning_in_use}
+    return {"decision": "edit", "run": run.pk, **texts}
 
 
 @login_required
@@ -290,9 +292,7 @@ async def chat(request, case_id: int):
         return await _refuse(request, case, str(refusal))
     runner.start_chat_reply(reply)
     await audit.arecord(request, case.pk, Action.RAN, "reply")
-    if form.phi_choice:
-        detail = f"question: {PhiChoice(form.phi_choice).label}"
-        await audit.arecord(request, case.pk, Action.IDENTIFIERS, detail)
+    await sync_to_async(_record_identifiers)(request, case.pk, "question", form.phi_choice)
     return _replying(request, case, [asked, reply])
 
 

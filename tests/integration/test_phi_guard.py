@@ -8,7 +8,7 @@ from django.test import override_settings
 
 from tests.conftest import log_in, start_server
 from tests.streams import follow
-from workflow.models import AuditEvent, ChatMessage, ClinicalCase
+from workflow.models import AuditEvent, ChatMessage, ClinicalCase, SignOff, StageRun
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -120,3 +120,16 @@ def test_what_is_sent_is_redacted_and_the_case_keeps_what_was_written(
     case.refresh_from_db()
     assert "Maria Garcia" in case.history
     assert case.chat_messages.get(role="user").content == "Is Maria Garcia at risk?"
+
+
+@override_settings(**OUTSIDE, PHI_POLICY="")
+def test_an_edit_of_a_stage_is_guarded_too(alice_client, case):
+    StageRun.objects.create(case=case, stage_key="summary", status="complete", summary="- 58M")
+    edit = {"decision": "edit", "summary": "- 58M, MRN 12345678", "reasoning": "Seen."}
+    asked = alice_client.post(f"/cases/{case.pk}/stages/summary/signoff", edit)
+    assert asked.status_code == 400 and "data-phi-question" in asked.text
+    assert '<mark data-phi="MRN" title="A record number">12345678</mark>' in asked.text
+    chosen = alice_client.post(f"/cases/{case.pk}/stages/summary/signoff", edit | {"phi": "redact"})
+    assert chosen.status_code == 302
+    assert SignOff.objects.get().phi_choice == "redact"
+    assert AuditEvent.objects.get(action="identifiers").detail == "edit: replaced with placeholders"

@@ -238,3 +238,43 @@ def test_bad_input_is_a_clear_error(alice_client, case):
     assert empty.status_code == 400
     assert "Write the corrected text, or reject the stage." in empty.text
     assert not SignOff.objects.exists()
+
+
+def test_a_decision_is_on_the_run_the_clinician_saw(alice_client, case):
+    seen = _run(case, "summary")
+    _run(case, "summary", summary="- a newer run")
+    refused = _signoff(alice_client, case, "summary", decision="accept", run=seen.pk)
+    assert "was run again since: decide on the new text." in refused.text
+    assert not SignOff.objects.exists()
+
+
+def test_a_stage_a_clinician_completed_goes_stale_and_is_not_continued(alice_client, case):
+    _run(case, "summary", status="cancelled", summary="")
+    completed = {"summary": "- 58M, chest pain", "reasoning": "Completed by the clinician."}
+    _signoff(alice_client, case, "summary", decision="edit", **completed)
+    page = alice_client.get(f"/cases/{case.pk}/").text
+    assert 'data-action="continue"' not in page  # the model's half would undo the edit
+    refused = alice_client.post(f"/cases/{case.pk}/stages/summary/continue")
+    assert refused.status_code == 302 and StageRun.objects.count() == 1
+
+    case.mark_all_stale()  # the case was edited
+    assert StageRun.objects.get().status == "stale"
+
+
+def test_the_lane_says_when_its_differential_was_rejected(alice_client, case):
+    _run(case, "differential", cant_miss="Pulmonary embolism\nAortic dissection\n")
+    _signoff(alice_client, case, "differential", decision="reject")
+    page = alice_client.get(f"/cases/{case.pk}/").text
+    assert '<span class="badge incomplete">rejected by a clinician</span>' in page
+    report = alice_client.get(f"/cases/{case.pk}/export/report.md").text
+    assert "(from a differential a clinician rejected)" in report
+
+
+def test_a_reason_reaches_the_report_inert(alice_client, case):
+    _run(case, "summary")
+    reason = "See [here](https://evil.example/?mrn=1)\n<img src=x>"
+    _signoff(alice_client, case, "summary", decision="reject", reason=reason)
+    report = alice_client.get(f"/cases/{case.pk}/export/report.md").text
+    assert "](https://evil" not in report
+    assert "<img" not in report.replace("\\<img", "")  # escaped: shown as text
+    assert "here (https://evil.example/?mrn=1)" in report

@@ -76,6 +76,10 @@ def test_placeholders_are_numbered_per_kind_and_kept_for_the_same_identifier():
         "[NAME-1] (MRN [MRN-1]) and his wife [NAME-2]"
     )
     assert redact("Call john smith's wife Jane  Smith.") == "Call john smith's wife [NAME-2]."
+    assert redact("Patient: Maria Garcia. Maria reports pain; Garcia family.") == (
+        "Patient: [NAME-3]. [NAME-3] reports pain; [NAME-3] family."
+    )
+    assert redact("Ask John.") == "Ask [NAME-1]."  # a name from an earlier text of the request
 
 
 @given(st.text(alphabet=st.characters(codec="utf-8"), max_size=200))
@@ -101,3 +105,19 @@ def test_any_text_is_split_into_what_it_was(text):
 def test_the_policy_follows_where_the_text_goes(base_url, key, setting, expected):
     with override_settings(LLM_BASE_URL=base_url, LLM_API_KEY=key, PHI_POLICY=setting):
         assert phi.policy() == expected
+
+
+@pytest.mark.parametrize(
+    ("setting", "choice", "redacted"),
+    [
+        ("warn", "as_written", False),  # the clinician's choice
+        ("warn", "redact", True),
+        ("warn", "", True),  # no one chose (written before the guard looked): placeholders
+        ("redact", "as_written", True),
+        ("block", "as_written", True),
+    ],
+)
+def test_only_a_clinicians_choice_under_warn_sends_identifiers(setting, choice, redacted):
+    outside = {"LLM_BASE_URL": "https://llm.example.org/v1", "LLM_API_KEY": "x"}
+    with override_settings(**outside, PHI_POLICY=setting):
+        assert phi.must_redact(choice) is redacted
