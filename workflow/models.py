@@ -1039,6 +1039,17 @@ class ChatMessage(Generation):
 GENERATIONS = (StageRun, ChatMessage)
 
 
+def user_kept_as_id():
+    """A user a record names, kept when the user is deleted: an id, not a key."""
+    return models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        null=True,
+        related_name="+",
+    )
+
+
 class SignOff(models.Model):
     """A clinician's decision on a stage run, with the text decided on: accepted as the
     model wrote it (or as edited before), edited, or rejected. Append-only: Postgres
@@ -1063,13 +1074,7 @@ class SignOff(models.Model):
     reasoning = models.TextField(blank=True)
     reason = models.CharField(max_length=500, blank=True, help_text="Why it was rejected.")
     phi_choice = phi_choice_field()  # of an edit's text
-    decided_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.DO_NOTHING,
-        db_constraint=False,
-        null=True,
-        related_name="+",
-    )
+    decided_by = user_kept_as_id()
     decided_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -1109,13 +1114,7 @@ class AuditEvent(models.Model):
         IDENTIFIERS = "identifiers", "Chose for identifiers"
 
     at = models.DateTimeField(default=timezone.now)
-    user = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.DO_NOTHING,
-        db_constraint=False,
-        null=True,
-        related_name="+",
-    )
+    user = user_kept_as_id()
     case_id = models.BigIntegerField()
     action = models.CharField(max_length=12, choices=Action.choices)
     detail = models.CharField(max_length=40, blank=True, help_text="A stage, a group, an export.")
