@@ -276,11 +276,12 @@ def identifiers(texts: dict[str, str]) -> dict[str, list[Span]]:
     return {name: spans for name, text in texts.items() if (spans := find(text))}
 
 
-def must_redact(choice: str) -> bool:
-    """Whether text goes to the provider redacted: wherever the guard looks, unless a
-    clinician chose to send it as written under `warn`. Text no one chose for (written
-    while the guard did not look, for a provider configured since) goes redacted."""
-    now = policy()
+def must_redact(choice: str, now: str | None = None) -> bool:
+    """Whether text goes to the provider redacted (under policy `now`, else the current
+    one): wherever the guard looks, unless a clinician chose to send it as written under
+    `warn`. Text no one chose for (written while the guard did not look, for a provider
+    configured since) goes redacted."""
+    now = now or policy()
     return now != OFF and not (now == WARN and choice == PhiChoice.AS_WRITTEN)
 
 
@@ -290,8 +291,10 @@ class Outgoing:
 
     def __init__(self, case_choice: str) -> None:
         self.case_choice = case_choice
+        self._policy = policy()
         self._redact = Redactor()
 
     def __call__(self, text: str, choice: str = "") -> str:
         """`text`, redacted unless its own choice, else the case's, says otherwise."""
-        return self._redact(text) if must_redact(choice or self.case_choice) else text
+        redacted = must_redact(choice or self.case_choice, self._policy)
+        return self._redact(text) if redacted else text
