@@ -20,7 +20,9 @@ def test_the_lane_comes_first_as_the_differential_names_them(workspace, simulato
     expect(lane).to_have_count(0)  # before the differential has run
     simulator.configure(tps=12, words=16)
     page.locator("[data-action=run-group][data-group-key=assessment]").click()
-    expect(lane.locator("[data-cant-miss-item]")).to_have_count(1, timeout=30_000)
+    # Shown while the differential is still being written (under load, the lines written
+    # in one flush arrive in one event: how many is up to the machine).
+    expect(lane.locator("[data-cant-miss-item]").first).to_be_visible(timeout=30_000)
     assert _step(page, "differential").get_attribute("data-status") == "running"
     expect(lane).to_have_attribute("data-cant-miss", "present")
     expect(_step(page, "differential")).to_have_attribute("data-status", "complete")
