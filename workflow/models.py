@@ -5,7 +5,7 @@ from itertools import chain
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import models, transaction
+from django.db import connection, models, transaction
 from django.db.models import Count, Exists, F, Max, OuterRef, Q, Subquery, Sum
 from django.db.models.functions import Coalesce, Greatest
 from django.urls import reverse
@@ -264,7 +264,8 @@ class ClinicalCase(models.Model):
             raise CannotStart(f"{title}: every stage is complete and up to date.")
         if group_key is None and len(stage_keys) > 1:
             group_key = asked[0]  # with the stages it needs first: streamed as a group
-        busy = self.stage_runs.active().filter(stage_key__in=stage_keys).order_by("pk").first()
+        # A run still queued or running is the latest of its stage.
+        busy = next((latest[k] for k in stage_keys if k in latest and not latest[k].finished), None)
         if busy:
             raise CannotStart(f"{busy.stage.title} is already running.")
         self.check_quotas(starting=len(stage_keys))
@@ -310,8 +311,7 @@ class ClinicalCase(models.Model):
         clinician = get_user_model().objects.select_for_update(no_key=True)
         clinician.filter(pk=self.owner_id).values_list("pk").first()
         now = timezone.now()
-        spent = [m.objects.spending(self.owner_id, quotas.day_start(now)) for m in GENERATIONS]
-        active, tokens_today = (sum(column) for column in zip(*spent, strict=True))
+        active, tokens_today = spending(self.owner_id, quotas.day_start(now))
         refusal = quotas.refusal(
             quotas.Spending(active, None if offline() else tokens_today),
             starting,
@@ -440,18 +440,6 @@ class GenerationQuerySet(models.QuerySet):
 
     def expired(self):
         return self.filter(lease_ran_out())
-
-    def spending(self, owner_id: int, since: datetime) -> tuple[int, int]:
-        """How many of a clinician's generations are queued or running, and the provider
-        tokens theirs used since `since`. Reads only those rows (by the partial index of
-        active generations and the `queued_at` index), however long their history."""
-        recent = Q(queued_at__gte=since) & ~Q(engine=demo.LABEL)
-        used = Coalesce(F("prompt_tokens"), 0) + Coalesce(F("completion_tokens"), 0)
-        found = self.filter(Q(status__in=ACTIVE) | recent, case__owner=owner_id).aggregate(
-            active=Count("pk", filter=Q(status__in=ACTIVE)),
-            tokens=Coalesce(Sum(used, filter=recent), 0),
-        )
-        return found["active"], found["tokens"]
 
 
 class Generation(Streamable, models.Model):
@@ -1037,6 +1025,34 @@ class ChatMessage(Generation):
 
 
 GENERATIONS = (StageRun, ChatMessage)
+
+
+def spending(owner_id: int, since: datetime) -> tuple[int, int]:
+    """How many of a clinician's generations are queued or running, and the provider
+    tokens theirs used since `since`: one statement over both kinds (a start makes it, and
+    the ORM's two aggregates cost more CPU than the rest of a start). Reads only those
+    rows (by the partial index of active generations and the `queued_at` index), however
+    long their history."""
+    with connection.cursor() as cursor:
+        cursor.execute(_spending_sql(), {"owner": owner_id, "since": since, "demo": demo.LABEL})
+        return cursor.fetchone()
+
+
+@functools.cache
+def _spending_sql() -> str:
+    active = ", ".join(f"'{status}'" for status in ACTIVE)  # the partial index's own terms
+    recent = "g.queued_at >= %(since)s AND g.engine <> %(demo)s"
+    each = " UNION ALL ".join(
+        f"SELECT g.status IN ({active}) AS active, CASE WHEN {recent} THEN "
+        "COALESCE(g.prompt_tokens, 0) + COALESCE(g.completion_tokens, 0) ELSE 0 END AS tokens "
+        f"FROM {model._meta.db_table} g JOIN {ClinicalCase._meta.db_table} c ON c.id = g.case_id "
+        f"WHERE c.owner_id = %(owner)s AND (g.status IN ({active}) OR ({recent}))"
+        for model in GENERATIONS
+    )
+    return (
+        "SELECT count(*) FILTER (WHERE active), COALESCE(sum(tokens), 0) "
+        f"FROM ({each}) AS generations"
+    )
 
 
 def user_kept_as_id():
