@@ -8,10 +8,10 @@ the CPU.
 """
 
 from dataclasses import dataclass, field
+from html import escape
 
 from django.http import HttpRequest
 from django.template.loader import render_to_string
-from django.utils.html import format_html
 
 from streaming.router import CANT_MISS, SUMMARY, THINKING
 from workflow import cant_miss, markdown, workspace
@@ -108,14 +108,14 @@ class Deltas:
                 continue
             if channel == SUMMARY:  # the can't-miss part, before it, is over: its last line too
                 html.append(self._lane(f"{prefix}-{generation_id}-{CANT_MISS}", "\n", once=True))
-            html.append(format_html(_APPEND, target, format_html("<span>{}</span>", text)))
+            html.append(_append(target, f"<span>{escape(text)}</span>"))
             if channel == THINKING:
                 continue
             done, self.tails[target] = markdown.advance(self.tails.get(target, ""), text)
             if done:
-                rest = format_html("<span data-shown>{}</span>", self.tails[target])
-                html.append(format_html(_DELETE, target))
-                html.append(format_html(_APPEND, target, markdown.render(done) + rest))
+                rest = f"<span data-shown>{escape(self.tails[target])}</span>"
+                html.append(f'<div hx-swap-oob="delete:#{target} > span"></div>')
+                html.append(_append(target, markdown.render(done) + rest))
         return "".join(html)
 
     def _lane(self, target: str, text: str, *, once: bool = False) -> str:
@@ -131,8 +131,11 @@ class Deltas:
         return render_to_string(f"{PAGE}#cant-miss-lane", {"lane": lane, "oob": True})
 
 
-_APPEND = '<div hx-swap-oob="beforeend:#{}">{}</div>'
-_DELETE = '<div hx-swap-oob="delete:#{} > span"></div>'
+def _append(target: str, html: str) -> str:
+    """`html` added to the end of the element with id `target` (an id made here, from a
+    prefix, a pk and a channel name). Plain f-strings and `html.escape`, which every
+    event of every stream runs: Django's `format_html` cost 5 % of the CPU at 100 streams."""
+    return f'<div hx-swap-oob="beforeend:#{target}">{html}</div>'
 
 
 def _tails(generations: list[Generation]) -> dict[str, str]:
