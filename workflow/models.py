@@ -613,9 +613,11 @@ class Generation(Streamable, models.Model):
 
     @classmethod
     @functools.cache
-    def _append_sql(cls, names: tuple[str, ...]) -> sql.Composed:
+    def _append_sql(cls, names: tuple[str, ...]) -> str:
+        """Composed once into text: composing it again would escape its identifiers again,
+        on every save (profiled at 5 % of the CPU with ten streams)."""
         columns = [sql.Identifier(cls._meta.get_field(name).column) for name in names]
-        return sql.SQL(
+        statement = sql.SQL(
             LOCKED_IN_ORDER + "UPDATE {table} AS t SET {appends}, seq = t.seq + 1, "
             "first_token_at = COALESCE(t.first_token_at, %s) "
             "FROM unnest(%s::bigint[], {arrays}) AS v(id, {columns}) "
@@ -627,6 +629,7 @@ class Generation(Streamable, models.Model):
             arrays=sql.SQL(", ").join(sql.SQL("%s::text[]") for _ in columns),
             columns=sql.SQL(", ").join(columns),
         )
+        return statement.as_string()
 
     async def end(
         self, status: str, *, code: str = "", message: str = "", only_if: Q | None = None, **fields
