@@ -204,7 +204,7 @@ class ClinicalCase(models.Model):
     def runs_by_stage(self) -> dict[str, list["StageRun"]]:
         """Every run of each stage, newest first."""
         runs: dict[str, list[StageRun]] = {key: [] for key in STAGES}
-        for run in self.stage_runs.select_related("signoff__decided_by"):
+        for run in self.stage_runs.select_related("signoff__decided_by", "workflow_run"):
             runs[run.stage_key].append(run)
         return runs
 

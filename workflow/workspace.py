@@ -33,7 +33,7 @@ def events_url(item: StageRun | WorkflowRun | ChatMessage) -> str:
 
 @dataclass
 class Now:
-    """Every run of each stage and the group running, read once (two queries) for the
+    """Every run of each stage and the group running, read once (one query) for the
     sections, the stepper, the chat and the stream to follow.
 
     Each run also learns what the page says of it beside its status: `superseded` (a
@@ -45,7 +45,11 @@ class Now:
 
     @classmethod
     def of(cls, case: ClinicalCase) -> "Now":
-        return cls(case.runs_by_stage(), case.workflow_runs.unfinished().first())
+        runs = case.runs_by_stage()
+        # A group is created with its runs: one still running is among theirs.
+        groups = {run.workflow_run for each in runs.values() for run in each if run.workflow_run}
+        running = (group for group in groups if group.finished_at is None)
+        return cls(runs, min(running, key=_pk, default=None))
 
     def __post_init__(self) -> None:
         latest = self.latest
@@ -84,8 +88,8 @@ class Now:
         return sorted((run for run in runs if run.workflow_run_id == workflow.pk), key=_pk)
 
 
-def _pk(run: StageRun) -> int:
-    return run.pk
+def _pk(item: StageRun | WorkflowRun) -> int:
+    return item.pk
 
 
 def _why_stale(run: StageRun, latest: dict[str, StageRun]) -> str:
