@@ -6,7 +6,7 @@ from itertools import chain
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection, models, transaction
-from django.db.models import Count, Exists, F, Max, OuterRef, Q, Subquery, Sum
+from django.db.models import Count, Exists, F, OuterRef, Q, Subquery, Sum
 from django.db.models.functions import Coalesce, Greatest
 from django.urls import reverse
 from django.utils import timezone
@@ -326,7 +326,9 @@ class ClinicalCase(models.Model):
         """A new run of a stage counts on from every earlier run of it (and a group's from
         its last run): a page that reconnects to the stage's stream with an earlier run's
         last event id must not take the new run for what it already shows."""
-        earlier = self.stage_runs.of_stage(stage_key).aggregate(seq=Max("seq"))["seq"]
+        with connection.cursor() as cursor:
+            cursor.execute(_LAST_SEQ, (self.pk, stage_key))
+            (earlier,) = cursor.fetchone()
         return earlier + 1 if earlier is not None else 0
 
     @transaction.atomic
@@ -952,10 +954,7 @@ class StageRun(Generation):
         """Whether the case is as it read it and the runs it used are still the latest of
         their stages; locks the case (True if it was deleted: the claim then finds nothing)."""
         # Written out: Django compiles FOR UPDATE only on its own connection.
-        lock = sql.SQL("SELECT updated_at FROM {} WHERE id = %s FOR UPDATE").format(
-            sql.Identifier(ClinicalCase._meta.db_table)
-        )
-        row = await asyncdb.fetch_row(lock, (self.case_id,), connection)
+        row = await asyncdb.fetch_row(_LOCK_CASE, (self.case_id,), connection)
         if row is None:
             return True
         updated_at = row[0]
@@ -1028,6 +1027,9 @@ class ChatMessage(Generation):
 
 
 GENERATIONS = (StageRun, ChatMessage)
+# Written out where compiling the ORM's query cost more CPU than running it.
+_LAST_SEQ = f"SELECT max(seq) FROM {StageRun._meta.db_table} WHERE case_id = %s AND stage_key = %s"
+_LOCK_CASE = f"SELECT updated_at FROM {ClinicalCase._meta.db_table} WHERE id = %s FOR UPDATE"
 
 
 def spending(owner_id: int, since: datetime) -> tuple[int, int]:
