@@ -54,6 +54,7 @@ def phi_choice_field():
 
 ACTIVE = (Status.QUEUED, Status.RUNNING)
 RESUMABLE = (Status.ERROR, Status.CANCELLED, Status.INTERRUPTED)
+ACTIVE_SQL = ", ".join(f"'{status}'" for status in ACTIVE)  # in the partial index's terms
 
 STOPPED = "Stopped by the clinician."
 BATCH_FALLBACK = "The AI provider could not stream this answer: it is written whole instead."
@@ -74,11 +75,12 @@ def lease_ran_out() -> Q:
     return Q(status__in=ACTIVE, lease_expires_at__lt=timezone.now())
 
 
-# The active rows among ids %s (statuses %s), locked in id order first: two statements
-# that update many generations at once (a save and a lease renewal) would otherwise lock
-# the same rows in different orders, and deadlock.
+# The active rows among ids %(pks)s, locked in id order first: two statements that update
+# many generations at once (a save and a lease renewal) would otherwise lock the same rows
+# in different orders, and deadlock.
 LOCKED_IN_ORDER = (
-    "WITH locked AS (SELECT id FROM {table} WHERE id = ANY(%s) AND status = ANY(%s) "
+    "WITH locked AS (SELECT id FROM {table} WHERE id = ANY(%(pks)s) "
+    f"AND status IN ({ACTIVE_SQL}) "
     "ORDER BY id FOR UPDATE) "
 )
 
@@ -602,8 +604,8 @@ class Generation(Streamable, models.Model):
         names = tuple(sorted({name for texts in batch.values() for name in texts}))
         generations = {g.pk: g for g in batch}
         texts = [[batch[g].get(name, "") for g in generations.values()] for name in names]
-        pks = list(generations)
-        params = (pks, list(ACTIVE), timezone.now(), pks, *texts)
+        params = {"pks": list(generations), "now": timezone.now()}
+        params |= {f"text{n}": column for n, column in enumerate(texts)}
         saved = []
         for pk, seq, cancel_requested in await asyncdb.fetch_all(cls._append_sql(names), params):
             generation = generations[pk]
@@ -621,14 +623,17 @@ class Generation(Streamable, models.Model):
         columns = [sql.Identifier(cls._meta.get_field(name).column) for name in names]
         statement = sql.SQL(
             LOCKED_IN_ORDER + "UPDATE {table} AS t SET {appends}, seq = t.seq + 1, "
-            "first_token_at = COALESCE(t.first_token_at, %s) "
-            "FROM unnest(%s::bigint[], {arrays}) AS v(id, {columns}) "
+            "first_token_at = COALESCE(t.first_token_at, %(now)s) "
+            "FROM unnest(%(pks)s::bigint[], {arrays}) AS v(id, {columns}) "
             "WHERE t.id = v.id AND t.id IN (SELECT id FROM locked) "
             "RETURNING t.id, t.seq, t.cancel_requested"
         ).format(
             table=sql.Identifier(cls._meta.db_table),
             appends=sql.SQL(", ").join(sql.SQL("{0} = t.{0} || v.{0}").format(c) for c in columns),
-            arrays=sql.SQL(", ").join(sql.SQL("%s::text[]") for _ in columns),
+            arrays=sql.SQL(", ").join(
+                sql.SQL("{}::text[]").format(sql.Placeholder(f"text{n}"))
+                for n in range(len(columns))
+            ),
             columns=sql.SQL(", ").join(columns),
         )
         return statement.as_string()
@@ -675,10 +680,10 @@ class Generation(Streamable, models.Model):
         """Keep the leases of these generations while this process works on them; returns
         those the clinician asked to stop."""
         query = sql.SQL(
-            LOCKED_IN_ORDER + "UPDATE {table} SET lease_expires_at = %s "
+            LOCKED_IN_ORDER + "UPDATE {table} SET lease_expires_at = %(lease)s "
             "WHERE id IN (SELECT id FROM locked) RETURNING id, cancel_requested"
         ).format(table=sql.Identifier(cls._meta.db_table))
-        rows = await asyncdb.fetch_all(query, (pks, list(ACTIVE), new_lease()))
+        rows = await asyncdb.fetch_all(query, {"pks": pks, "lease": new_lease()})
         return {pk for pk, stopping in rows if stopping}
 
     @classmethod
@@ -1045,13 +1050,12 @@ def spending(owner_id: int, since: datetime) -> tuple[int, int]:
 
 @functools.cache
 def _spending_sql() -> str:
-    active = ", ".join(f"'{status}'" for status in ACTIVE)  # the partial index's own terms
     recent = "g.queued_at >= %(since)s AND g.engine <> %(demo)s"
     each = " UNION ALL ".join(
-        f"SELECT g.status IN ({active}) AS active, CASE WHEN {recent} THEN "
+        f"SELECT g.status IN ({ACTIVE_SQL}) AS active, CASE WHEN {recent} THEN "
         "COALESCE(g.prompt_tokens, 0) + COALESCE(g.completion_tokens, 0) ELSE 0 END AS tokens "
         f"FROM {model._meta.db_table} g JOIN {ClinicalCase._meta.db_table} c ON c.id = g.case_id "
-        f"WHERE c.owner_id = %(owner)s AND (g.status IN ({active}) OR ({recent}))"
+        f"WHERE c.owner_id = %(owner)s AND (g.status IN ({ACTIVE_SQL}) OR ({recent}))"
         for model in GENERATIONS
     )
     return (
