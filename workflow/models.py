@@ -277,8 +277,11 @@ class ClinicalCase(models.Model):
             first_seq = earlier.stream_seq() + 1 if earlier else 0
             workflow = WorkflowRun.objects.create(case=self, group_key=group_key, seq=first_seq)
         runs = []
+        order = list(STAGES)
         for key in stage_keys:
-            self.mark_stale_after(key)
+            # Only runs of the stages after it build on a stage: without any, none goes stale.
+            if any(later in latest for later in order[order.index(key) + 1 :]):
+                self.mark_stale_after(key)
             started, earlier_runs = {}, None
             if engine and not runs:
                 earlier_runs = self.completed_runs(STAGES[key], latest)
@@ -287,7 +290,7 @@ class ClinicalCase(models.Model):
                 case=self,
                 stage_key=key,
                 workflow_run=workflow,
-                seq=self._first_seq(key),
+                seq=self._first_seq(key) if key in latest else 0,  # else its first run
                 mode=mode,
                 **started,
             )
