@@ -172,10 +172,7 @@ async def _end_left_over(
     generations: list[Generation], workflow: WorkflowRun | None, cut_off: Ending
 ) -> None:
     """The first generation a job left unfinished was cut off; a group never ran the rest."""
-    # One this job saw end is over (a generation's status only ever leaves queued and running
-    # once): only the others need asking.
-    unsure = [g.pk for g in generations if not g.finished]
-    left_over = await type(generations[0]).still_active(unsure) if unsure else set()
+    left_over = await type(generations[0]).still_active([g.pk for g in generations])
     for generation in (g for g in generations if g.pk in left_over):
         if await generation.end(cut_off.status, code=cut_off.code, message=cut_off.message):
             cut_off = NOT_RUN

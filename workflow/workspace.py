@@ -49,7 +49,7 @@ class Now:
         # A group is created with its runs: one still running is among theirs.
         groups = {run.workflow_run for each in runs.values() for run in each if run.workflow_run}
         running = (group for group in groups if group.finished_at is None)
-        return cls(runs, min(running, key=_pk, default=None))
+        return cls(runs, max(running, key=_newest, default=None))
 
     def __post_init__(self) -> None:
         latest = self.latest
@@ -88,8 +88,12 @@ class Now:
         return sorted((run for run in runs if run.workflow_run_id == workflow.pk), key=_pk)
 
 
-def _pk(item: StageRun | WorkflowRun) -> int:
-    return item.pk
+def _pk(run: StageRun) -> int:
+    return run.pk
+
+
+def _newest(workflow: WorkflowRun) -> tuple:
+    return workflow.created_at, workflow.pk
 
 
 def _why_stale(run: StageRun, latest: dict[str, StageRun]) -> str:
