@@ -1042,8 +1042,8 @@ _LOCK_CASE = f"SELECT updated_at FROM {ClinicalCase._meta.db_table} WHERE id = %
 
 def spending(owner_id: int, since: datetime) -> tuple[int, int]:
     """How many of a clinician's generations are queued or running, and the provider
-    tokens theirs used since `since`: one statement over both kinds (a start makes it, and
-    the ORM's two aggregates cost more CPU than the rest of a start). Reads only those
+    tokens theirs used since `since`: one statement over both kinds (every start makes it;
+    the ORM's two aggregates were the costliest part of a start, profiled). Reads only those
     rows (by the partial index of active generations and the `queued_at` index), however
     long their history."""
     with connection.cursor() as cursor:
