@@ -344,7 +344,12 @@ async def _write(
     into `spent`: as the provider reported it, else likely."""
     pending = writer()
     limit = limits()
-    retrying = partial(_retrying, generation)
+    failures: list[BaseException] = []  # the attempts' errors, in case it falls back
+
+    async def retrying(exc: BaseException, attempt: int) -> None:
+        failures.append(exc)
+        await _retrying(generation, exc, attempt)
+
     deadline = asyncio.get_running_loop().time() + limit.deadline
     clock = _TokenClock()
     try:
@@ -355,7 +360,7 @@ async def _write(
                 )
                 await _stream(generation, ask, request, router, spent, pending, clock)
             except Exception as exc:
-                if clock.last is not None or not cannot_stream(exc):
+                if clock.last is not None or not all(map(cannot_stream, [*failures, exc])):
                     raise
                 metrics.FALLBACKS.labels("batch").inc()
                 await generation.fall_back_to_batch()

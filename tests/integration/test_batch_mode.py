@@ -1,12 +1,14 @@
 """The `streaming` flag and batch mode: one non-streaming provider call per generation,
 the whole text at once; and the automatic fallback to it when a provider cannot stream."""
 
+import httpx
 import pytest
+from django.contrib.auth.models import Group
 from waffle.models import Flag
 
-from tests.conftest import scrape, wait_until
+from tests.conftest import log_in, scrape, wait_until
 from tests.streams import follow
-from workflow.models import ChatMessage, StageRun
+from workflow.models import ChatMessage, ClinicalCase, StageRun
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -69,6 +71,43 @@ def test_a_batch_stage_stops_and_retries_like_a_streamed_one(alice_http, bob, ca
     assert case.stage_runs.latest("queued_at").status == "complete"
 
 
+def test_a_ward_streams_while_the_rest_of_the_hospital_gets_batch(alice, bob, server, simulator):
+    ward = Group.objects.create(name="Ward 7")
+    ward.user_set.add(alice)
+    Flag.objects.create(name="streaming", everyone=None).groups.add(ward)
+    modes = {}
+    for user in (alice, bob):
+        case = ClinicalCase.objects.create(owner=user, age=40, chief_complaint="Dyspnoea")
+        with httpx.Client(base_url=server, timeout=30) as http:
+            log_in(http, user)
+            http.post(f"/cases/{case.pk}/stages/summary/run", headers=HTMX)
+            follow(http, f"/cases/{case.pk}/stages/summary/events")
+        modes[user.username] = case.stage_runs.get().mode
+    assert modes == {"alice": "stream", "bob": "batch"}
+
+
+def test_a_percentage_rollout_keeps_each_browser_on_its_side(alice, case, server, simulator):
+    Flag.objects.create(name="streaming", everyone=None, percent=50)
+    sides = set()
+    for _ in range(30):  # until both sides are seen: all on one side 29 times is 2**-29
+        with httpx.Client(base_url=server, timeout=30) as browser:
+            log_in(browser, alice)
+            first, again = (_run_summary(browser, case) for _ in range(2))
+            assert first == again, "a browser stays on its side of the rollout"
+            assert browser.cookies["dwf_streaming"] == ("True" if first == "stream" else "False")
+        sides.add(first)
+        if sides == {"stream", "batch"}:
+            break
+    assert sides == {"stream", "batch"}
+
+
+def _run_summary(http: httpx.Client, case) -> str:
+    """The mode a run of the summary stage was made in."""
+    http.post(f"/cases/{case.pk}/stages/summary/run", headers=HTMX)
+    follow(http, f"/cases/{case.pk}/stages/summary/events")
+    return case.stage_runs.latest("queued_at").mode
+
+
 def test_a_clinician_whose_flag_flips_mid_stage_keeps_that_stages_mode(
     alice_http, alice, case, simulator
 ):
@@ -83,8 +122,12 @@ def test_a_clinician_whose_flag_flips_mid_stage_keeps_that_stages_mode(
 
 @pytest.mark.parametrize(
     "faults",
-    [["nostream"], ["drop@0"] * 4],
-    ids=["the provider refuses stream", "every attempt drops before the first token"],
+    [["nostream"], ["drop@0"] * 4, ["stall@0"] * 4],
+    ids=[
+        "the provider refuses stream",
+        "every attempt drops before the first token",
+        "every attempt times out before the first token",
+    ],
 )
 def test_a_provider_that_cannot_stream_gets_one_whole_request(
     alice_http, case, simulator, server, faults
@@ -103,11 +146,14 @@ def test_a_provider_that_cannot_stream_gets_one_whole_request(
     assert scrape(server)[fallbacks] == before + 1
 
 
-@pytest.mark.parametrize("fault", ["429", "500"])
+@pytest.mark.parametrize(
+    "faults", [["429"] * 4, ["500"] * 4, ["500", "500", "500", "drop@0"]],
+    ids=["busy", "failing", "failing, then dropped"],
+)  # fmt: skip
 def test_a_busy_or_failing_provider_keeps_its_retries_and_never_falls_back(
-    alice_http, case, simulator, fault
+    alice_http, case, simulator, faults
 ):
-    simulator.configure(faults=[fault] * 4)
+    simulator.configure(faults=faults)
     alice_http.post(f"/cases/{case.pk}/stages/summary/run", headers=HTMX)
     follow(alice_http, f"/cases/{case.pk}/stages/summary/events")
     assert all(request["stream"] for request in simulator.requests())

@@ -37,9 +37,10 @@ def cut_off(exc: BaseException) -> bool:
 
 
 def cannot_stream(exc: BaseException) -> bool:
-    """The provider will not stream this answer: it refused `stream` (a 4xx that says so),
-    or every attempt timed out or dropped before the first token. Never a 429 or a 5xx,
-    which keep their retries and their errors."""
+    """The attempt could not stream: the provider refused `stream` (a 4xx that says so),
+    or timed out or dropped before the first token. Never a 429 or a 5xx, which keep their
+    retries and their errors. A generation falls back to batch only when every attempt's
+    error says so."""
     match exc:
         case openai.RateLimitError():
             return False
