@@ -171,3 +171,49 @@ def test_a_group_with_streaming_off_makes_each_stage_whole_in_turn(alice_http, c
     ]
     assert not any(request.get("stream") for request in simulator.requests())
     assert runs[0].summary in simulator.requests()[1]["messages"][-1]["content"]  # built on
+
+
+def test_with_streaming_off_run_all_and_a_re_run_mark_later_stages_stale(
+    alice_http, case, simulator
+):
+    _streaming_only_for()
+    simulator.configure(words=20)
+    alice_http.post(f"/cases/{case.pk}/groups/all/run", headers=HTMX)
+    follow(alice_http, f"/cases/{case.pk}/groups/all/events")
+    assert {(run.mode, run.status) for run in case.stage_runs.all()} == {("batch", "complete")}
+    assert case.stage_runs.count() == 6
+
+    alice_http.post(f"/cases/{case.pk}/stages/differential/run", headers=HTMX)
+    follow(alice_http, f"/cases/{case.pk}/stages/differential/events")
+    statuses = {key: run.status for key, run in case.latest_runs().items()}
+    assert statuses == {
+        "summary": "complete", "differential": "complete", "diagnostics": "stale",
+        "risk": "stale", "management": "stale", "note": "stale"}  # fmt: skip
+
+
+def test_with_streaming_off_a_failed_stage_and_reply_are_retried_whole(alice_http, case, simulator):
+    _streaming_only_for()
+    simulator.configure(faults=["400"])
+    alice_http.post(f"/cases/{case.pk}/stages/summary/run", headers=HTMX)
+    view, _ = follow(alice_http, f"/cases/{case.pk}/stages/summary/events")
+    assert case.stage_runs.get().status == "error"
+    assert 'data-action="retry"' in view.events[-1].data
+    alice_http.post(f"/cases/{case.pk}/stages/summary/run", headers=HTMX)  # Retry
+    follow(alice_http, f"/cases/{case.pk}/stages/summary/events")
+    retried = case.stage_runs.latest("queued_at")
+    assert (retried.mode, retried.status) == ("batch", "complete")
+    assert retried.summary == simulator.sent()[-1]["summary"]
+
+    simulator.configure(faults=["400"])
+    alice_http.post(f"/cases/{case.pk}/chat", data={"message": "Why?"}, headers=HTMX)
+    failed = ChatMessage.objects.get(role="assistant")
+    follow(alice_http, f"/cases/{case.pk}/chat/{failed.pk}/events")
+    assert ChatMessage.objects.get(pk=failed.pk).status == "error"
+    alice_http.post(f"/cases/{case.pk}/chat/{failed.pk}/retry", headers=HTMX)
+    reply = ChatMessage.objects.filter(role="assistant").latest("queued_at")
+    follow(alice_http, f"/cases/{case.pk}/chat/{reply.pk}/events")
+    reply.refresh_from_db()
+    assert (reply.mode, reply.status, reply.content) == (
+        "batch", "complete", simulator.sent()[-1]["content"]
+    )  # fmt: skip
+    assert not any(request.get("stream") for request in simulator.requests())
