@@ -2,6 +2,7 @@
 (`deploy/nginx/medhastra-locations.conf`), a Redis server of the test's own, and two
 Daphne processes of the app."""
 
+import getpass
 import json
 import socket
 import subprocess
@@ -25,6 +26,8 @@ from tests.streams import follow
 pytestmark = [pytest.mark.deployment, pytest.mark.django_db(transaction=True)]
 
 LOCATIONS = ROOT / "deploy" / "nginx" / "medhastra-locations.conf"
+SITE = ROOT / "deploy" / "nginx" / "medhastra.conf"
+NAME = "medhastra.example.org"  # the site's server_name
 
 
 @pytest.fixture
@@ -53,8 +56,23 @@ def _nginx(tmp_path: Path, upstreams: list[str]) -> tuple[str, subprocess.Popen]
     a header naming the process that answered."""
     port = free_port()
     servers = "".join(f"server {url.removeprefix('http://')};" for url in upstreams)
+    url = f"http://127.0.0.1:{port}"
+    site = f"""
+        upstream medhastra {{ {servers} }}
+        server {{
+            listen 127.0.0.1:{port};
+            add_header X-Upstream $upstream_addr always;
+            include {LOCATIONS};
+        }}
+    """
+    return url, _start_nginx(tmp_path, site, f"{url}/healthz")
+
+
+def _start_nginx(tmp_path: Path, site: str, probe: str) -> subprocess.Popen:
+    """Debian's nginx serving `site` (its upstream and servers), once `nginx -t` passes."""
     config = tmp_path / "nginx.conf"
     config.write_text(f"""
+        user {getpass.getuser()};  # who can read the test's folders (ignored unless root)
         worker_processes 1;
         daemon off;
         pid {tmp_path}/nginx.pid;
@@ -64,23 +82,46 @@ def _nginx(tmp_path: Path, upstreams: list[str]) -> tuple[str, subprocess.Popen]
             access_log {tmp_path}/nginx-access.log;
             client_body_temp_path {tmp_path}/body;
             proxy_temp_path {tmp_path}/proxy;
-            upstream medhastra {{ {servers} }}
-            server {{
-                listen 127.0.0.1:{port};
-                add_header X-Upstream $upstream_addr always;
-                include {LOCATIONS};
-            }}
+            {site}
         }}
     """)
-    nginx = subprocess.Popen([installed("nginx", "nginx"), "-c", str(config), "-p", str(tmp_path)])
-    url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: _up(f"{url}/healthz"), 10, "nginx did not start")
-    return url, nginx
+    command = [installed("nginx", "nginx"), "-c", str(config), "-p", str(tmp_path)]
+    checked = subprocess.run([*command, "-t"], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stderr
+    nginx = subprocess.Popen(command)
+    wait_until(lambda: _up(probe), 10, "nginx did not start")
+    return nginx
+
+
+def _site_as_deployed(tmp_path: Path, upstream: str, http_port: int, https_port: int) -> str:
+    """The site template filled in as its comments ask: this host's ports (IPv4 only
+    here), a self-signed certificate, the locations file and a static folder."""
+    cert, key, static = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "static"
+    subprocess.run(
+        [installed("openssl", "openssl"), "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+         "-days", "1", "-subj", f"/CN={NAME}", "-keyout", key, "-out", cert],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    static.mkdir()
+    (static / "medhastra.css").write_text("body {}")
+    site = SITE.read_text()
+    for template, filled in {
+        "server 127.0.0.1:8001;\n    server 127.0.0.1:8002;": f"server {upstream};",
+        "listen 80;": f"listen 127.0.0.1:{http_port};",
+        "listen 443 ssl http2;": f"listen 127.0.0.1:{https_port} ssl http2;",
+        "/etc/letsencrypt/live/medhastra.example.org/fullchain.pem": str(cert),
+        "/etc/letsencrypt/live/medhastra.example.org/privkey.pem": str(key),
+        "/etc/nginx/snippets/medhastra-locations.conf": str(LOCATIONS),
+        "/srv/medhastra/.medhastra/static/": f"{static}/",
+    }.items():
+        assert template in site, f"the template no longer has {template!r}"
+        site = site.replace(template, filled)
+    return "\n".join(line for line in site.splitlines() if "listen [::]" not in line)
 
 
 def _up(url: str) -> bool:
     try:
-        return httpx.get(url, timeout=0.5).status_code == 200
+        return httpx.get(url, timeout=0.5, verify=False).status_code == 200
     except httpx.HTTPError:
         return False
 
@@ -154,3 +195,40 @@ def test_behind_nginx_metrics_are_hidden_and_the_client_cannot_choose_its_addres
         assert [answer.status_code for answer in answers] == [200] * 4 + [429]
         refused = log_in_as("alice", "alice-password-1", "198.51.100.77")
     assert refused.status_code == 429, "the five came from one address, which is now refused"
+
+
+def test_the_site_template_serves_the_app_over_tls_and_http2_and_redirects_plain_http(
+    simulator, alice, case, tmp_path
+):
+    upstream, daphne = start_server(
+        simulator, tmp_path / "daphne-1.log", behind_proxy=True,
+        ALLOWED_HOSTS=f"{NAME},127.0.0.1",
+    )  # fmt: skip
+    named = {"Host": NAME}  # as a browser sends it once DNS names this host
+    http_port, https_port = free_port(), free_port()
+    site = _site_as_deployed(tmp_path, upstream.removeprefix("http://"), http_port, https_port)
+    https = f"https://127.0.0.1:{https_port}"
+    nginx = _start_nginx(tmp_path, site, f"{https}/healthz")
+    try:
+        plain = httpx.get(f"http://127.0.0.1:{http_port}/cases/", headers=named)
+        assert plain.status_code == 301
+        assert plain.headers["location"] == f"https://{NAME}/cases/"
+
+        curl = [installed("curl", "curl"), "--http2", "--insecure", "--silent", "--head"]
+        answer = subprocess.run([*curl, f"{https}/static/medhastra.css"], capture_output=True)
+        head = answer.stdout.decode().lower()
+        assert head.startswith("http/2 200"), head
+        assert "cache-control: max-age=604800" in head
+
+        simulator.configure(tps=80, words=60)
+        origin = {**named, "Origin": f"https://{NAME}"}  # checked by CSRF over HTTPS
+        with httpx.Client(base_url=https, headers=origin, verify=False, timeout=30) as browser:
+            log_in(browser, alice)
+            assert browser.post(f"/cases/{case.pk}/stages/summary/run").status_code == 302
+            view, _ = follow(browser, f"/cases/{case.pk}/stages/summary/events")
+        assert "delta" in view.names, "streamed through TLS as it was written"
+        assert view.streamed("summary") == simulator.sent()[-1]["summary"]
+    finally:
+        stop_process(nginx)
+        stop_process(daphne)
+    _logs_are_json_lines(tmp_path)
