@@ -14,8 +14,9 @@ Control API (JSON), which the tests use:
 - `POST /control`: change settings (known keys only; anything else is a 400), e.g.
   `{"ttft": 0.3, "tps": 30, "words": 300}`:
   - `ttft` seconds to the first token, `tps` tokens per second, `words` per answer;
-  - `faults`: a queue, one per coming request: `400`, `401`, `429`, `500` (an HTTP error),
-    `drop@N` (the connection is cut after N tokens), `stall@N` (silence after N tokens),
+  - `faults`: a queue, one per coming request: `400`, `401`, `429`, `500` (an HTTP error;
+    the 400 quotes the prompt back), `drop@N` (the connection is cut after N tokens),
+    `stall@N` (silence after N tokens),
     `nosummary` (no summary part), `nocantmiss` (no can't-miss part, where one is asked
     for), `thinking` (reasoning first, in `reasoning_content`),
     `links` (a prompt-injected answer: links, an image and raw HTML pointing elsewhere),
@@ -281,7 +282,10 @@ class Simulator:
         await asyncio.sleep(config.ttft)
         if fault in ERRORS:
             headers = {"Retry-After": "1"} if fault == "429" else {}
-            return response.json(int(fault), {"error": {"message": ERRORS[fault]}}, headers)
+            message = ERRORS[fault]
+            if fault == "400":  # quoting the request back, as real providers' 400s can
+                message += f": {request['messages'][-1]['content'][:300]!r}"
+            return response.json(int(fault), {"error": {"message": message}}, headers)
         if fault == "nostream" and request.get("stream"):
             return response.json(400, {"error": {"message": "stream is not supported here"}})
         text = answer(

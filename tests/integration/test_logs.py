@@ -25,7 +25,7 @@ def test_a_failure_is_logged_as_json_with_its_ids_and_no_clinical_text(
     simulator.configure(tps=200)
     alice_http.post(f"/cases/{case.pk}/stages/summary/run", headers=HTMX)
     follow(alice_http, f"/cases/{case.pk}/stages/summary/events")
-    simulator.configure(faults=["401"])
+    simulator.configure(faults=["400"])  # its message quotes the prompt back
     alice_http.post(f"/cases/{case.pk}/stages/summary/run", headers={**HTMX, "X-Request-ID": "r-1"})
     failed = case.stage_runs.filter(status="error")
     wait_until(failed.exists, 20)
