@@ -4,11 +4,13 @@ import re
 from datetime import timedelta
 from html import unescape
 
+import httpx
 import pytest
 from django.test import Client
 from django.utils import timezone
 from django.utils.html import escape
 
+from tests.conftest import log_in, wait_until
 from workflow.models import ChatMessage, StageRun
 
 pytestmark = pytest.mark.django_db
@@ -67,3 +69,25 @@ def test_staff_see_the_last_day_as_charts_and_the_latest_failures(staff, case):
 def test_clinicians_find_no_operations_page(alice_client, client):
     assert alice_client.get("/ops/").status_code == 404
     assert client.get("/ops/").status_code == 302  # to the login
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_page_counts_the_streams_open_and_the_generations_running_now(
+    server, alice_http, case, simulator, django_user_model
+):
+    django_user_model.objects.create_user("ops", password="ops-password-1", is_staff=True)
+    simulator.configure(tps=10, words=300)
+    alice_http.post(f"/cases/{case.pk}/stages/summary/run")
+    with httpx.Client(base_url=server, timeout=30) as ops:
+        log_in(ops, django_user_model.objects.get(username="ops"))
+        events = f"/cases/{case.pk}/stages/summary/events"
+        with alice_http.stream("GET", events) as stream:
+            lines = stream.iter_lines()  # kept: a closed iterator would close the stream
+            while next(lines) != "event: snapshot":  # the page is watching
+                pass
+            page = ops.get("/ops/").text
+            assert '<dd data-gauge="open-streams">1</dd>' in page
+            assert '<dd data-gauge="running">1</dd>' in page
+        alice_http.post(f"/cases/{case.pk}/stages/summary/cancel")
+        idle = ('<dd data-gauge="open-streams">0</dd>', '<dd data-gauge="running">0</dd>')
+        wait_until(lambda: all(gauge in ops.get("/ops/").text for gauge in idle))
