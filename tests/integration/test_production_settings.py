@@ -75,20 +75,39 @@ def production(simulator_process, django_db_setup, tmp_path_factory):
     stop_process(process)
 
 
-def _session_of(alice) -> str:
-    from django.test import Client
+def _log_in(production: str) -> httpx.Response:
+    """alice logs in through the TLS proxy: the answer sets her session cookie."""
+    origin = f"https://127.0.0.1:{httpx.URL(production).port}"
+    with httpx.Client(base_url=production, headers={"X-Forwarded-Proto": "https"}) as http:
+        token = http.get("/accounts/login/").cookies["csrftoken"]
+        # The cookie is Secure: this plain-HTTP client sends it by hand, as a browser would
+        # over the proxy's TLS.
+        return http.post(
+            "/accounts/login/",
+            data={
+                "username": "alice",
+                "password": "alice-password-1",
+                "csrfmiddlewaretoken": token,
+            },
+            headers={"Referer": f"{origin}/accounts/login/", "Cookie": f"csrftoken={token}"},
+        )
 
-    client = Client()
-    client.force_login(alice)
-    return client.cookies["sessionid"].value
+
+def _session_cookie(logged_in: httpx.Response) -> str:
+    return next(c for c in logged_in.headers.get_list("Set-Cookie") if c.startswith("sessionid"))
+
+
+def _session_of(production: str) -> str:
+    return _session_cookie(_log_in(production)).split(";")[0].split("=", 1)[1]
 
 
 def test_an_error_shows_no_debug_page_and_no_setting(production, alice, case):
-    with httpx.Client(base_url=production, cookies={"sessionid": _session_of(alice)}) as http:
+    with httpx.Client(base_url=production, cookies={"sessionid": _session_of(production)}) as http:
         for method, path in [
             ("GET", f"/cases/{case.pk}/stages/summary%00/events"),
             ("POST", f"/cases/{case.pk}/stages/summary%00/cancel"),
             ("GET", "/no-such-page"),
+            ("GET", f"/cases/{case.pk + 1000}/"),  # logged in: no such case of hers
         ]:
             response = http.request(method, path, headers={"X-Forwarded-Proto": "https"})
             assert response.status_code in (403, 404), (path, response.status_code)
@@ -97,14 +116,18 @@ def test_an_error_shows_no_debug_page_and_no_setting(production, alice, case):
                 assert secret not in response.text, (path, secret)
 
 
-def test_behind_the_proxy_pages_are_secure_private_and_under_a_policy(production):
-    response = httpx.get(f"{production}/accounts/login/", headers={"X-Forwarded-Proto": "https"})
-    assert response.status_code == 200
-    assert response.headers["Strict-Transport-Security"].startswith("max-age=31536000")
-    assert "no-store" in response.headers["Cache-Control"]
-    policy = response.headers["Content-Security-Policy"]
-    assert "default-src 'self'" in policy and "frame-ancestors 'none'" in policy
-    assert "unsafe-inline" not in policy and "unsafe-eval" not in policy
+def test_behind_the_proxy_pages_are_secure_private_and_under_a_policy(production, alice, case):
+    tls = {"X-Forwarded-Proto": "https"}
+    response = httpx.get(f"{production}/accounts/login/", headers=tls)
+    with httpx.Client(base_url=production, cookies={"sessionid": _session_of(production)}) as http:
+        pages = [http.get(path, headers=tls) for path in ("/", f"/cases/{case.pk}/")]
+    for page in (response, *pages):
+        assert page.status_code == 200, page.url
+        assert page.headers["Strict-Transport-Security"].startswith("max-age=31536000")
+        assert "no-store" in page.headers["Cache-Control"]
+        policy = page.headers["Content-Security-Policy"]
+        assert "default-src 'self'" in policy and "frame-ancestors 'none'" in policy
+        assert "unsafe-inline" not in policy and "unsafe-eval" not in policy
     cookie = response.headers["Set-Cookie"]
     assert "Secure" in cookie and "csrftoken" in cookie
 
@@ -114,22 +137,9 @@ def test_behind_the_proxy_pages_are_secure_private_and_under_a_policy(production
 
 
 def test_a_session_ends_after_session_hours_and_with_the_browser(production, alice):
-    origin = f"https://127.0.0.1:{httpx.URL(production).port}"
-    with httpx.Client(base_url=production, headers={"X-Forwarded-Proto": "https"}) as http:
-        token = http.get("/accounts/login/").cookies["csrftoken"]
-        # The cookie is Secure: this plain-HTTP client sends it by hand, as a browser would
-        # over the proxy's TLS.
-        logged_in = http.post(
-            "/accounts/login/",
-            data={
-                "username": "alice",
-                "password": "alice-password-1",
-                "csrfmiddlewaretoken": token,
-            },
-            headers={"Referer": f"{origin}/accounts/login/", "Cookie": f"csrftoken={token}"},
-        )
+    logged_in = _log_in(production)
     assert logged_in.status_code == 302, logged_in.text
-    cookie = next(c for c in logged_in.headers.get_list("Set-Cookie") if c.startswith("sessionid"))
+    cookie = _session_cookie(logged_in)
     assert "expires" not in cookie.lower() and "max-age" not in cookie.lower()  # browser's end
     assert "Secure" in cookie and "HttpOnly" in cookie
     session = Session.objects.get(session_key=cookie.split(";")[0].split("=", 1)[1])
