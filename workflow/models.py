@@ -664,6 +664,8 @@ class Generation(Streamable, models.Model):
             await self._refresh_status()
             return False
         metrics.GENERATIONS.labels(self.metric_kind, self.metric_stage, self.status).inc()
+        if isinstance(self, StageRun) and self.started_at is not None:
+            metrics.STAGE_DURATION.observe((self.finished_at - self.started_at).total_seconds())
         await announcements.change(self)
         return True
 

@@ -13,8 +13,8 @@ import copy
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import aclosing, contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
 from dataclasses import dataclass
 from functools import partial
 
@@ -295,7 +295,7 @@ async def _generate(generation: Generation, write: Callable[[list[Usage]], Await
     budget is spent by stopped and failed generations too)."""
     spent: list[Usage] = []
     logged_as = "run" if isinstance(generation, StageRun) else "reply"
-    with logs.ids(**{logged_as: generation.pk}), _timed(generation):
+    with logs.ids(**{logged_as: generation.pk}), metrics.RUNNING.track_inprogress():
         try:
             await _unless_stopped(generation, partial(write, spent))
         except _Stopped:
@@ -308,19 +308,6 @@ async def _generate(generation: Generation, write: Callable[[list[Usage]], Await
             await generation.end(Status.ERROR, code=code, message=message, **_tokens(spent))
         else:
             await generation.end(Status.COMPLETE, **_tokens(spent))
-
-
-@contextmanager
-def _timed(generation: Generation) -> Iterator[None]:
-    """Counted as running meanwhile; a stage's duration observed once it ends."""
-    began = time.monotonic()
-    metrics.RUNNING.inc()
-    try:
-        yield
-    finally:
-        metrics.RUNNING.dec()
-        if isinstance(generation, StageRun):
-            metrics.STAGE_DURATION.observe(time.monotonic() - began)
 
 
 def _tokens(spent: list[Usage]) -> dict[str, int]:

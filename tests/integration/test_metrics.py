@@ -120,7 +120,9 @@ def test_a_killed_process_leaves_no_gauge_once_its_replacement_starts(
     (first, second), (first_process, _) = two_processes
     labels = (("kind", "stage"), ("stage", "summary"), ("status", "interrupted"))
     counted = ("medhastra_generations_total", labels)
+    timed = ("medhastra_stage_duration_seconds_count", ())
     before = scrape(server_url)[counted]  # the suite's server counted earlier tests' too
+    timed_before = scrape(server_url)[timed] + scrape(second)[timed]  # this host's, and it
     case = ClinicalCase.objects.create(owner=alice, chief_complaint="Case")
     simulator.configure(tps=2, words=200)
     with httpx.Client(base_url=first, timeout=30) as http:
@@ -143,10 +145,11 @@ def test_a_killed_process_leaves_no_gauge_once_its_replacement_starts(
         interrupted = case.stage_runs.filter(status="interrupted")
         wait_until(interrupted.exists, 20, "a live process's sweeper ends the dead one's work")
 
-        def count() -> float:  # by whichever sweeper got there: this host's or the suite's
-            return scrape(url)[counted] + scrape(server_url)[counted]  # server (another host)
+        def count(metric) -> float:  # by whichever sweeper got there: this host's or the
+            return scrape(url)[metric] + scrape(server_url)[metric]  # suite's (another host)
 
         # Counted just after the ending is saved: a scrape may fall in between.
-        wait_until(lambda: count() == before + 1, 5, "the interrupted run is counted once")
+        wait_until(lambda: count(counted) == before + 1, 5, "the interrupted run is counted once")
+        wait_until(lambda: count(timed) == timed_before + 1, 5, "and its duration, once")
     finally:
         stop_process(replacement)
