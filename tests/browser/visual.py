@@ -2,10 +2,12 @@
 
 A deliberate change of how a page looks updates its baselines in the same commit:
 `UPDATE_BASELINES=1 make test` (or the one test) writes them, then look at them before
-committing. Times and durations are masked; the mouse rests outside the page.
+committing. Times, durations and failures' (random) reference ids are masked; the mouse
+rests outside the page.
 """
 
 import os
+import re
 import tempfile
 from io import BytesIO
 from pathlib import Path
@@ -20,6 +22,7 @@ BASELINES = Path(__file__).parent / "baselines"
 CHANGED_PIXEL = 24
 TOLERANCE = 0.001
 DYNAMIC = "time, .run-meta, .run-details"
+REFERENCE = re.compile(r"Reference [0-9a-f]{8}")  # a failure's, new at each run
 
 
 def changed_share(actual: Image.Image, baseline: Image.Image) -> float:
@@ -34,7 +37,10 @@ def changed_share(actual: Image.Image, baseline: Image.Image) -> float:
 def assert_looks_as_before(page: Page, name: str) -> None:
     page.mouse.move(0, 0)
     png = page.screenshot(
-        full_page=True, animations="disabled", caret="hide", mask=[page.locator(DYNAMIC)]
+        full_page=True,
+        animations="disabled",
+        caret="hide",
+        mask=[page.locator(DYNAMIC), page.get_by_text(REFERENCE)],
     )
     actual = Image.open(BytesIO(png))
     baseline_path = BASELINES / f"{name}.png"
