@@ -1,8 +1,9 @@
 """What the app tells Prometheus at /metrics (names in docs/architecture.md).
 
-With PROMETHEUS_MULTIPROC_DIR set in the environment of every server process (an empty
-directory they share, emptied before they start), each process writes its values there
-and /metrics answers for all the host's live processes at once; unset, for its own.
+With PROMETHEUS_MULTIPROC_DIR set in the environment of every server process (a
+directory they share, under /run: empty at boot, kept across deploys), each process
+writes its values there and /metrics answers for the whole host: counters over every
+process since boot, gauges over the live ones; unset, for its own.
 """
 
 import os

@@ -558,11 +558,13 @@ class Generation(Streamable, models.Model):
     async def _changed(self, only_if: Q, fields: dict, on: AsyncConnection | None = None) -> bool:
         """Persist these fields if `only_if` holds, raising seq (as this instance does)."""
         mine = type(self).objects.filter(only_if, pk=self.pk)
-        update = asyncdb.update_sql_of(mine, {"seq": F("seq") + 1, **fields}, returning="seq")
+        update = asyncdb.update_sql_of(
+            mine, {"seq": F("seq") + 1, **fields}, returning="seq, started_at"
+        )
         row = await asyncdb.fetch_row(*update, on)
         if row is None:
             return False
-        self.seq = row[0]
+        self.seq, self.started_at = row  # this copy may predate the start (a group's runs)
         for name, value in fields.items():
             setattr(self, name, value)
         return True

@@ -27,7 +27,7 @@ from streaming.batches import Batches
 from streaming.router import ContentRouter, PlainRouter
 from workflow import leases, logs, metrics, phi, stages
 from workflow.llm import Chunk, Engine, LLMRequest, Usage, attempts, limits, shared_engine
-from workflow.llm.errors import IdleTimeout, cannot_stream, cut_off, describe
+from workflow.llm.errors import IdleTimeout, cut_off, describe, never_started, refuses_stream
 from workflow.models import (
     INTERRUPTED,
     STOPPED,
@@ -347,7 +347,8 @@ async def _write(
                 )
                 await _stream(generation, ask, request, router, spent, pending, clock)
             except Exception as exc:
-                if clock.last is not None or not all(map(cannot_stream, [*failures, exc])):
+                refused = refuses_stream(exc) or all(map(never_started, [*failures, exc]))
+                if clock.last is not None or not refused:
                     raise
                 metrics.FALLBACKS.labels("batch").inc()
                 await generation.fall_back_to_batch()

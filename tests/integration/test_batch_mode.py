@@ -160,6 +160,17 @@ def test_a_busy_or_failing_provider_keeps_its_retries_and_never_falls_back(
     assert StageRun.objects.get().status == "error"
 
 
+def test_a_refusal_quoting_case_text_about_a_stream_is_not_a_refusal_to_stream(
+    alice_http, alice, simulator
+):
+    case = ClinicalCase.objects.create(owner=alice, chief_complaint="Poor urine stream")
+    simulator.configure(faults=["400"])  # its message quotes the prompt back
+    alice_http.post(f"/cases/{case.pk}/stages/summary/run", headers=HTMX)
+    follow(alice_http, f"/cases/{case.pk}/stages/summary/events")
+    assert [run.status for run in case.stage_runs.all()] == ["error"]
+    assert len(simulator.requests()) == 1, "no whole request after it"
+
+
 def test_a_group_with_streaming_off_makes_each_stage_whole_in_turn(alice_http, case, simulator):
     _streaming_only_for()
     alice_http.post(f"/cases/{case.pk}/groups/assessment/run", headers=HTMX)

@@ -122,7 +122,7 @@ def test_a_killed_process_leaves_no_gauge_once_its_replacement_starts(
     counted = ("medhastra_generations_total", labels)
     timed = ("medhastra_stage_duration_seconds_count", ())
     before = scrape(server_url)[counted]  # the suite's server counted earlier tests' too
-    timed_before = scrape(server_url)[timed] + scrape(second)[timed]  # this host's, and it
+    timed_before = scrape(server_url)[timed] + scrape(second)[timed]  # both hosts'
     case = ClinicalCase.objects.create(owner=alice, chief_complaint="Case")
     simulator.configure(tps=2, words=200)
     with httpx.Client(base_url=first, timeout=30) as http:

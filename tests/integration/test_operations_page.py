@@ -75,19 +75,18 @@ def test_clinicians_find_no_operations_page(alice_client, client):
 def test_the_page_counts_the_streams_open_and_the_generations_running_now(
     server, alice_http, case, simulator, django_user_model
 ):
-    django_user_model.objects.create_user("ops", password="ops-password-1", is_staff=True)
+    staff = django_user_model.objects.create_user("ops", password="ops-password-1", is_staff=True)
     simulator.configure(tps=10, words=300)
     alice_http.post(f"/cases/{case.pk}/stages/summary/run")
     with httpx.Client(base_url=server, timeout=30) as ops:
-        log_in(ops, django_user_model.objects.get(username="ops"))
+        log_in(ops, staff)
         events = f"/cases/{case.pk}/stages/summary/events"
         with alice_http.stream("GET", events) as stream:
             lines = stream.iter_lines()  # kept: a closed iterator would close the stream
             while next(lines) != "event: snapshot":  # the page is watching
                 pass
-            page = ops.get("/ops/").text
-            assert '<dd data-gauge="open-streams">1</dd>' in page
-            assert '<dd data-gauge="running">1</dd>' in page
+            busy = ('<dd data-gauge="open-streams">1</dd>', '<dd data-gauge="running">1</dd>')
+            wait_until(lambda: all(gauge in ops.get("/ops/").text for gauge in busy))
         alice_http.post(f"/cases/{case.pk}/stages/summary/cancel")
         idle = ('<dd data-gauge="open-streams">0</dd>', '<dd data-gauge="running">0</dd>')
         wait_until(lambda: all(gauge in ops.get("/ops/").text for gauge in idle))

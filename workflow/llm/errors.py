@@ -36,19 +36,21 @@ def cut_off(exc: BaseException) -> bool:
     return isinstance(exc, IdleTimeout | openai.APIConnectionError)
 
 
-def cannot_stream(exc: BaseException) -> bool:
-    """The attempt could not stream: the provider refused `stream` (a 4xx that says so),
-    or timed out or dropped before the first token. Never a 429 or a 5xx, which keep their
-    retries and their errors. A generation falls back to batch only when every attempt's
-    error says so."""
-    match exc:
-        case openai.RateLimitError():
-            return False
-        case openai.APIStatusError() if 400 <= exc.status_code < 500:
-            return bool(STREAM.search(str(exc)))
-        case FirstTokenTimeout() | openai.APIConnectionError():
-            return True
-    return False
+def refuses_stream(exc: BaseException) -> bool:
+    """The provider refused `stream`: a 4xx (not a 429) naming it as its `param`, or in its
+    own words, not in request text it quotes back after them."""
+    if not isinstance(exc, openai.APIStatusError) or isinstance(exc, openai.RateLimitError):
+        return False
+    if not 400 <= exc.status_code < 500:
+        return False
+    said = exc.body.get("message", "") if isinstance(exc.body, dict) else ""
+    return exc.param == "stream" or bool(STREAM.search(re.split(r"[:'\"]", str(said))[0]))
+
+
+def never_started(exc: BaseException) -> bool:
+    """The attempt timed out or dropped before the first token: a generation whose every
+    attempt did so falls back to batch (one with a 429 or a 5xx among them keeps its error)."""
+    return isinstance(exc, FirstTokenTimeout | openai.APIConnectionError)
 
 
 def backoff_delay(exc: BaseException, attempt: int, base: float, cap: float) -> float:
