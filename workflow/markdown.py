@@ -1,5 +1,6 @@
 """Model output as HTML: Markdown rendered once a block is finished, then sanitised."""
 
+import functools
 import re
 
 import nh3
@@ -33,6 +34,15 @@ _markdown.add_render_rule("link_close", _link_close)
 def render(text: str) -> SafeString:
     """Sanitised HTML of Markdown text: raw HTML escaped, links inert text, no images."""
     return mark_safe(nh3.clean(_markdown.render(text), tags=_TAGS))  # nh3 has sanitised it
+
+
+@functools.lru_cache(maxsize=128)
+def render_finished(text: str) -> SafeString:
+    """`render` of a finished text (a stage's reasoning or summary, a reply), which stays as
+    it is: every page load and every event of a stream that shows it again would render
+    it again, and a group's stream shows all its stages at each one's end (measured: 56 ms
+    per event for six 1,400-word stages, 25 ms for a stage with three earlier runs)."""
+    return render(text)
 
 
 # Only the blocks' boundaries are needed while text streams: no inline parsing.

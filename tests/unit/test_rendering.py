@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from workflow import fragments, workspace
-from workflow.markdown import plain_text, render
+from workflow.markdown import plain_text, render, render_finished
 from workflow.models import StageRun
 
 HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
@@ -102,6 +102,20 @@ def test_a_finished_run_renders_markdown_and_a_running_one_its_unfinished_block_
     html = _section(rf, running)
     assert "<strong>a</strong>" in html and "<span>**b**\n</span>" in html
     assert 'class="typing"' in html
+
+
+def test_a_finished_run_rendered_again_shows_its_text_as_it_is_now(rf):
+    run = StageRun(pk=3, case_id=1, stage_key="summary", status="complete", reasoning="**a**")
+    assert "<strong>a</strong>" in _section(rf, run)
+    run.reasoning = "**b** (edited)"
+    html = _section(rf, run)
+    assert "<strong>b</strong> (edited)" in html and "<strong>a</strong>" not in html
+
+
+@given(st.lists(st.text(max_size=200), min_size=1, max_size=5))
+def test_finished_text_renders_from_memory_as_it_would_afresh(texts):
+    for text in [*texts, *reversed(texts)]:  # each again, after others
+        assert render_finished(text) == render(text)
 
 
 WORDS = st.text(alphabet="abcdefghij", min_size=1, max_size=8)

@@ -8,7 +8,7 @@ register = template.Library()
 @register.filter
 def as_markdown(text: str):
     """Render finished model output as sanitised Markdown."""
-    return markdown.render(text or "")
+    return markdown.render_finished(text or "")
 
 
 @register.filter
