@@ -36,12 +36,13 @@ def render(text: str) -> SafeString:
     return mark_safe(nh3.clean(_markdown.render(text), tags=_TAGS))  # nh3 has sanitised it
 
 
-@functools.lru_cache(maxsize=128)
+@functools.lru_cache(maxsize=64)
 def render_finished(text: str) -> SafeString:
-    """`render` of a finished text (a stage's reasoning or summary, a reply), which stays as
-    it is: every page load and every event of a stream that shows it again would render
-    it again, and a group's stream shows all its stages at each one's end (measured: 56 ms
-    per event for six 1,400-word stages, 25 ms for a stage with three earlier runs)."""
+    """`render` of a finished text (a stage's reasoning or summary, a reply, as written or
+    as a clinician edited it), kept by the text itself for the next page or event that
+    shows it: a group's stream shows all its stages again at each one's end (measured: 56
+    ms per event for six 1,400-word stages, 25 ms for a stage with three earlier runs).
+    At most 64 texts: about 3 MB at a few thousand words each, 30 MB at 20,000."""
     return render(text)
 
 

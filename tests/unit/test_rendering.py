@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from workflow import fragments, workspace
 from workflow.markdown import plain_text, render, render_finished
 from workflow.models import StageRun
+from workflow.templatetags.clinical import as_markdown
 
 HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
 
@@ -110,6 +111,10 @@ def test_a_finished_run_rendered_again_shows_its_text_as_it_is_now(rf):
     run.reasoning = "**b** (edited)"
     html = _section(rf, run)
     assert "<strong>b</strong> (edited)" in html and "<strong>a</strong>" not in html
+
+
+def test_a_finished_run_without_text_renders_empty():
+    assert as_markdown(None) == as_markdown("") == ""
 
 
 @given(st.lists(st.text(max_size=200), min_size=1, max_size=5))
