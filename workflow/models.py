@@ -665,11 +665,12 @@ class Generation(Streamable, models.Model):
         if not await self._claim(changes, only_if or Q()):
             await self._refresh_status()
             return False
-        metrics.GENERATIONS.labels(self.metric_kind, self.metric_stage, self.status).inc()
-        if isinstance(self, StageRun) and self.started_at is not None:
-            metrics.STAGE_DURATION.observe((self.finished_at - self.started_at).total_seconds())
+        self._count_end()
         await announcements.change(self)
         return True
+
+    def _count_end(self) -> None:
+        metrics.GENERATIONS.labels(self.metric_kind, self.metric_stage, self.status).inc()
 
     async def _claim(self, changes: dict, only_if: Q) -> bool:
         return await self._changed(only_if & Q(status__in=ACTIVE), changes)
@@ -975,6 +976,11 @@ class StageRun(Generation):
         return updated_at == self.case.updated_at and all(
             latest_pks.get(key) == pk for key, pk in self.inputs.items()
         )
+
+    def _count_end(self) -> None:
+        super()._count_end()
+        if self.started_at is not None:  # else never started: no duration
+            metrics.STAGE_DURATION.observe((self.finished_at - self.started_at).total_seconds())
 
     def raw_output(self) -> str:
         """The text as the model wrote it, tags included, for asking it to carry on."""
