@@ -3,7 +3,8 @@
 Django's async ORM runs every query of a job on one sync thread, where each stream's
 writes would queue behind every other's. The statements of a generation's life (start,
 append a batch, renew the leases, read back a stop request, end) run here instead, on the
-event loop; the ORM still writes them (`sql_of`, `update_sql_of`) where it can.
+event loop. The ORM writes their conditional UPDATEs (`update_sql_of`); the reads and the
+batched appends, which every stream makes often, are written out once each.
 """
 
 import asyncio
@@ -101,17 +102,6 @@ async def fetch_all(
             return await fetch_all(query, params, connection)
     cursor = await on.execute(query, params)
     return await cursor.fetchall() if cursor.description else []
-
-
-async def value_of(queryset: QuerySet, on: AsyncConnection | None = None) -> Any:
-    """The first value of the first row of a one-column queryset, read on the event loop."""
-    row = await fetch_row(*sql_of(queryset), on)
-    return row[0] if row else None
-
-
-def sql_of(queryset: QuerySet) -> tuple[str, tuple]:
-    """The SELECT the ORM would run for this queryset, with its parameters."""
-    return queryset.query.sql_with_params()
 
 
 def update_sql_of(queryset: QuerySet, values: dict, returning: str) -> tuple[str, tuple]:

@@ -172,7 +172,9 @@ async def _end_left_over(
     generations: list[Generation], workflow: WorkflowRun | None, cut_off: Ending
 ) -> None:
     """The first generation a job left unfinished was cut off; a group never ran the rest."""
-    left_over = await type(generations[0]).still_active([g.pk for g in generations])
+    left_over = set()
+    if unfinished := [g.pk for g in generations if not g.finished]:  # as this copy knows
+        left_over = await type(generations[0]).still_active(unfinished)
     for generation in (g for g in generations if g.pk in left_over):
         if await generation.end(cut_off.status, code=cut_off.code, message=cut_off.message):
             cut_off = NOT_RUN
