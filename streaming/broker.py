@@ -74,11 +74,19 @@ async def follow[S: Snapshot](
     # One long-lived receive: cancelling a receive can drop what it buffered.
     receiving: asyncio.Task | None = None
     arrived: deque[dict[str, Any]] = deque()
-    try:
+    seq, finished = 0, False
+
+    async def fresh() -> S:
+        """A snapshot, yielded and then let go: a follower waits for minutes, and keeping
+        the fragments it sent (about 10 KB) would be most of what an open stream holds."""
+        nonlocal seq, finished
         snapshot = await load_snapshot()
-        yield snapshot
-        seq = snapshot.seq
-        while not snapshot.finished:
+        seq, finished = snapshot.seq, snapshot.finished
+        return snapshot
+
+    try:
+        yield await fresh()
+        while not finished:
             if not arrived:
                 receiving = receiving or asyncio.ensure_future(layer.receive(channel))
                 done, _ = await asyncio.wait({receiving}, timeout=heartbeat)
@@ -87,9 +95,7 @@ async def follow[S: Snapshot](
                     # A change never published (or whose event was lost) shows here.
                     state = await (load_state or load_snapshot)()
                     if state.seq > seq or state.finished:
-                        snapshot = await load_snapshot()
-                        seq = snapshot.seq
-                        yield snapshot
+                        yield await fresh()
                     continue
                 arrived.append(receiving.result())
                 receiving = await _take_waiting(layer, channel, arrived)
@@ -101,9 +107,7 @@ async def follow[S: Snapshot](
                 seq = delta.seq
                 yield delta
                 continue
-            snapshot = await load_snapshot()
-            seq = snapshot.seq
-            yield snapshot
+            yield await fresh()
     finally:
         if receiving is not None:
             receiving.cancel()

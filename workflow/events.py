@@ -74,3 +74,4 @@ async def events(
         else:
             deltas.follow(item)
             yield sse.encode(item.html, event="done" if item.finished else "stage", id=item.seq)
+        del item  # sent: not kept while the stream waits for the next (see `broker.follow`)

@@ -1,16 +1,21 @@
 """A stage run through the real openai SDK against the simulator, read as a client would."""
 
+import asyncio
 import contextlib
+import gc
 import re
 import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from django.test import RequestFactory
 
 from streaming.sse import Parser
-from tests.conftest import wait_until
+from tests.conftest import run_async, wait_until
 from tests.llm_simulator import answer, tokens
 from tests.streams import follow, routed, squash
+from workflow import events, fragments
 from workflow.models import StageRun
 from workflow.stages import CONTINUE
 
@@ -219,6 +224,36 @@ def test_open_streams_leave_the_database_pool_to_everyone_else(alice_http, case,
                 pass
         assert alice_http.get(f"/cases/{case.pk}/", timeout=10).status_code == 200
     alice_http.post(f"/cases/{case.pk}/stages/summary/cancel")
+
+
+def test_an_open_stream_keeps_none_of_the_fragments_it_sent(alice, case):
+    """A page watches a stage for minutes: each snapshot (the sections, the stepper: about
+    10 KB) is let go once sent, not held while the stream waits for the next event."""
+    [run], _ = case.start_stage_runs(("summary",))
+    request = RequestFactory().get("/")
+    request.user = alice
+    loaded = []
+
+    def load(request, pk):
+        snapshot = fragments.stage_run_snapshot(request, pk)
+        loaded.append(weakref.ref(snapshot))
+        return snapshot
+
+    async def scenario():
+        stream = events.events(request, run, load, last_event_id=None)
+        assert (await anext(stream)).startswith("event: snapshot")  # sent
+        waiting = asyncio.ensure_future(anext(stream))
+        await asyncio.sleep(0.2)
+        gc.collect()
+        held = [ref() for ref in loaded if ref() is not None]
+        waiting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await waiting
+        return held
+
+    held = run_async(scenario())
+    assert len(loaded) == 1
+    assert held == []
 
 
 def _wait_for(runs, status: str) -> None:
