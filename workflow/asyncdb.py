@@ -4,7 +4,7 @@ Django's async ORM runs every query of a job on one sync thread, where each stre
 writes would queue behind every other's. The statements of a generation's life (start,
 append a batch, renew the leases, read back a stop request, end) run here instead, on the
 event loop. The ORM writes their conditional UPDATEs (`update_sql_of`); the reads and the
-batched appends, which every stream makes often, are written out once each.
+batched appends that every stream repeats are written out once each.
 """
 
 import asyncio

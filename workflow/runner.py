@@ -148,9 +148,11 @@ async def _supervised(job: Job, generations: list[Generation], workflow: Workflo
     """
     leases.hold(generations)
     cut_off = SERVER_STOPPED  # unless the job says otherwise
+    returned = False
     with logs.ids(case=generations[0].case_id):
         try:
             await job()
+            returned = True
         except NoLongerActive as exc:
             logger.info("A job stopped: %s", exc)
             cut_off = NOT_RUN
@@ -162,7 +164,7 @@ async def _supervised(job: Job, generations: list[Generation], workflow: Workflo
             cut_off = Ending(Status.ERROR, "internal", _failed_on_our_side(reference))
         finally:
             try:
-                await _end_left_over(generations, workflow, cut_off)
+                await _end_left_over(generations, workflow, cut_off, returned)
             except Exception:
                 logger.warning("Ending a job's generations failed.", exc_info=True)
             leases.release(generations)
@@ -170,12 +172,15 @@ async def _supervised(job: Job, generations: list[Generation], workflow: Workflo
 
 
 async def _end_left_over(
-    generations: list[Generation], workflow: WorkflowRun | None, cut_off: Ending
+    generations: list[Generation], workflow: WorkflowRun | None, cut_off: Ending, returned: bool
 ) -> None:
-    """The first generation a job left unfinished was cut off; a group never ran the rest."""
+    """The first generation a job left unfinished was cut off; a group never ran the rest.
+
+    Postgres is asked which are, but of a job that `returned`: a generation it ended (this
+    copy says so) did end, its claim committed (one that failed to would have raised)."""
     left_over = set()
-    if unfinished := [g.pk for g in generations if not g.finished]:  # as this copy knows
-        left_over = await type(generations[0]).still_active(unfinished)
+    if unsure := [g.pk for g in generations if not (returned and g.finished)]:
+        left_over = await type(generations[0]).still_active(unsure)
     for generation in (g for g in generations if g.pk in left_over):
         if await generation.end(cut_off.status, code=cut_off.code, message=cut_off.message):
             cut_off = NOT_RUN

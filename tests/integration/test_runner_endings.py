@@ -34,6 +34,19 @@ def test_a_stage_job_that_fails_unexpectedly_ends_in_error_with_a_reference_at_o
     assert "(Reference " in run.error_message
 
 
+def test_a_job_that_failed_after_its_copy_of_the_run_said_ended_still_ends_the_run(case):
+    """An ending whose commit failed leaves the job's copy of the run ended, not Postgres."""
+    [run], _ = case.start_stage_runs(("summary",))
+
+    async def ended_in_memory_only():
+        run.status = Status.COMPLETE
+        raise RuntimeError("the connection dropped as the ending committed")
+
+    run_async(runner._supervised(ended_in_memory_only, [run], None))
+
+    assert StageRun.objects.get().status == Status.ERROR
+
+
 def test_a_group_job_that_fails_ends_its_first_stage_in_error_and_the_rest_notrun_async(case):
     runs, workflow = _group(case)
 

@@ -246,6 +246,7 @@ def test_an_open_stream_keeps_none_of_the_fragments_it_sent(alice, case):
         await asyncio.sleep(0.2)
         gc.collect()
         held = [ref() for ref in loaded if ref() is not None]
+        assert not waiting.done()  # still open, waiting for the next event
         waiting.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await waiting
