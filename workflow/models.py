@@ -772,8 +772,8 @@ class WorkflowRun(Streamable, models.Model):
 
     @classmethod
     async def astream_seq_of(cls, pk: int) -> int | None:
-        row = await asyncdb.fetch_row(_GROUP_STREAM_STATE, (pk,))
-        return row[0] if row else None
+        state = await cls.astate_of(pk)
+        return state[0] if state else None
 
     @classmethod
     async def astate_of(cls, pk: int) -> tuple[int, bool] | None:
