@@ -339,7 +339,7 @@ def _stop_what_still_runs(url: str, cookies: dict, headers: dict) -> None:
 
 HEADER = (
     "| streams | product latency p50 / p95 / p99 (ms) | bare relay p50 / p95 / p99 (ms) "
-    "| app CPU per token, product (µs) | app CPU per token, relay (µs) "
+    "| app CPU per token, product / relay (µs) | server core busy, product / relay "
     "| Postgres CPU per token (µs) | `POST …/run` p50 (ms) "
     "| memory per stream, product / relay (KB) "
     "| click → first text in Chromium (→ the provider sent it) (ms) "
@@ -354,6 +354,12 @@ def _ms(seconds: float) -> str:
 
 def _cpu_per_token(load: Load) -> str:
     return f"{load.cpu_seconds / load.tokens * 1e6:,.0f}" if load.tokens else "—"
+
+
+def _core_busy(load: Load) -> str:
+    """The share of the server's one core the app used over the window: past about 90 %,
+    tokens queue behind each other, whatever the code."""
+    return f"{load.cpu_seconds / (load.window[1] - load.window[0]):.0%}" if load.tokens else "—"
 
 
 def _postgres_per_token(load: Load) -> str:
@@ -398,7 +404,8 @@ def _write_report(path: Path, results: list[tuple[Load, Load, Load, Load]]) -> N
         start = _ms(statistics.median(product.starts)) if product.starts else "—"
         rows.append(
             f"| {product.streams} | {_latency(product)}{_gave_up(product)} | {_latency(relay)} | "
-            f"{_cpu_per_token(product)} | {_cpu_per_token(relay)} | "
+            f"{_cpu_per_token(product)} / {_cpu_per_token(relay)} | "
+            f"{_core_busy(product)} / {_core_busy(relay)} | "
             f"{_postgres_per_token(product)} | {start} | "
             f"{product.rss_kb_per_stream:,.0f} / {relay.rss_kb_per_stream:,.0f} | "
             f"{_click(product)} | {_stop(product)} | "
@@ -428,7 +435,9 @@ over one stream's length, and each starts it again when it ends, so N streams ar
 at once (one test account plays them all, its per-clinician quotas lifted). Everything
 but losses is measured over the second stream length, when all N are open: token
 latency, each `POST …/run` made then, app and Postgres CPU per token delivered then
-(Postgres CPU covers every Postgres process on the machine), memory per stream halfway
+(Postgres CPU covers every Postgres process on the machine), the share of its one core the
+server was busy then (near 100 %, tokens wait for the core whatever the code does: the
+relay's share shows how much of the core this machine leaves), memory per stream halfway
 through (the server's growth since the level began; the relay's level
 ran first). Right after that window, with the N streams still open, a clinician clicks
 Run in Debian's Chromium: click → first reasoning text on the page. In brackets: when,
