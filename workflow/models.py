@@ -302,19 +302,20 @@ class ClinicalCase(models.Model):
         """Hold the case until the transaction ends (two starts at once, from two tabs or
         a double click, would otherwise both find nothing running), and read it as it is
         now: a start's first run reasons about it."""
-        locked = ClinicalCase.objects.select_for_update().filter(pk=self.pk)
-        now = locked.values(*self.FIELDS, "updated_at").first()
+        with connection.cursor() as cursor:
+            cursor.execute(_LOCK_CASE_FOR_A_START, (self.pk,))
+            now = cursor.fetchone()
         if now is None:
             raise CannotStart("This case was deleted.")
-        for name, value in now.items():
+        for name, value in zip((*self.FIELDS, "updated_at"), now, strict=True):
             setattr(self, name, value)
 
     def check_quotas(self, starting: int) -> None:
         """CannotStart if `starting` more generations would pass one of the quotas of the
         case's clinician, whom this holds until the transaction ends (starts on two of
         their cases at once must count each other)."""
-        clinician = get_user_model().objects.select_for_update(no_key=True)
-        clinician.filter(pk=self.owner_id).values_list("pk").first()
+        with connection.cursor() as cursor:
+            cursor.execute(_lock_clinician_sql(), (self.owner_id,))
         now = timezone.now()
         active, tokens_today = spending(self.owner_id, quotas.day_start(now))
         refusal = quotas.refusal(
@@ -1044,6 +1045,11 @@ GENERATIONS = (StageRun, ChatMessage)
 # Written out where compiling the ORM's query cost more CPU than running it.
 _LAST_SEQ = f"SELECT max(seq) FROM {StageRun._meta.db_table} WHERE case_id = %s AND stage_key = %s"
 _LOCK_CASE = f"SELECT updated_at FROM {ClinicalCase._meta.db_table} WHERE id = %s FOR UPDATE"
+_LOCK_CASE_FOR_A_START = (
+    "SELECT "
+    + ", ".join(ClinicalCase._meta.get_field(name).column for name in ClinicalCase.FIELDS)
+    + f", updated_at FROM {ClinicalCase._meta.db_table} WHERE id = %s FOR UPDATE"
+)
 # A group stream's seq (its own plus its stage runs', as Postgres holds them now: every
 # change to the group or to one of its runs raises it, whoever makes it) and its end.
 # Written out: each text a group's run saves reads it, and the ORM compiled it every time.
@@ -1068,6 +1074,11 @@ def spending(owner_id: int, since: datetime) -> tuple[int, int]:
     with connection.cursor() as cursor:
         cursor.execute(_spending_sql(), {"owner": owner_id, "since": since, "demo": demo.LABEL})
         return cursor.fetchone()
+
+
+@functools.cache
+def _lock_clinician_sql() -> str:
+    return f"SELECT 1 FROM {get_user_model()._meta.db_table} WHERE id = %s FOR NO KEY UPDATE"
 
 
 @functools.cache

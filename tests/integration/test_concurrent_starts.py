@@ -4,9 +4,10 @@ import threading
 
 import httpx
 import pytest
+from django.db import transaction
 
 from tests.conftest import wait_until
-from workflow.models import ACTIVE, ChatMessage, StageRun
+from workflow.models import ACTIVE, CannotStart, ChatMessage, ClinicalCase, StageRun
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -60,3 +61,17 @@ def test_a_question_sent_twice_at_once_is_answered_once(alice_http, case, simula
         assert replies.count() == round
         alice_http.post(f"/cases/{case.pk}/chat/{replies.latest('queued_at').pk}/cancel")
         wait_until(lambda: not replies.filter(status__in=ACTIVE).exists(), 15)
+
+
+def test_a_start_reasons_about_the_case_as_it_is_when_it_starts(case):
+    """The case a request read may be edited, or deleted, before its start takes the lock
+    (another tab saved it): the first run's prompt comes from the case as it is then."""
+    as_read = ClinicalCase.objects.get(pk=case.pk)
+    ClinicalCase.objects.filter(pk=case.pk).update(chief_complaint="Syncope on exertion", age=81)
+    with transaction.atomic():
+        as_read.start_stage_runs(("summary",))
+    assert (as_read.chief_complaint, as_read.age) == ("Syncope on exertion", 81)
+
+    ClinicalCase.objects.filter(pk=case.pk).delete()
+    with pytest.raises(CannotStart, match="deleted"), transaction.atomic():
+        as_read.start_stage_runs(("differential",))
