@@ -152,7 +152,7 @@ def _tails(generations: list[Generation]) -> dict[str, str]:
 
 
 def stage_run_snapshot(request: HttpRequest, run_id: int) -> Snapshot:
-    case = ClinicalCase.objects.get(stage_runs=run_id)
+    case = ClinicalCase.of_stage_run(run_id)
     now = workspace.Now.of(case)
     run = now.run(run_id)
     html = _runs(request, [run], now) + _case(request, case, now, run.finished)

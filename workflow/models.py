@@ -203,6 +203,13 @@ class ClinicalCase(models.Model):
                 facts.append((self._meta.get_field(name).verbose_name.capitalize(), str(value)))
         return facts
 
+    @classmethod
+    def of_stage_run(cls, run_id: int) -> "ClinicalCase":
+        """The case of a stage run; DoesNotExist once it is deleted."""
+        for case in cls.objects.raw(_CASE_OF_STAGE_RUN, (run_id,)):
+            return case
+        raise cls.DoesNotExist
+
     def runs_by_stage(self) -> dict[str, list["StageRun"]]:
         """Every run of each stage, newest first."""
         runs: dict[str, list[StageRun]] = {key: [] for key in STAGES}
@@ -420,9 +427,10 @@ class ClinicalCase(models.Model):
         or running is always the latest of its stage)."""
         if workflow:
             return workflow
+        replies = ChatMessage.objects.raw(_ACTIVE_REPLIES, (self.pk,))
         runs = chain(
             (run for run in latest.values() if not run.finished and run.workflow_run_id is None),
-            self.chat_messages.active(),
+            replies,
         )
         return max(runs, key=lambda item: item.queued_at, default=None)
 
@@ -1049,6 +1057,13 @@ _LOCK_CASE_FOR_A_START = (
     "SELECT "
     + ", ".join(ClinicalCase._meta.get_field(name).column for name in ClinicalCase.FIELDS)
     + f", updated_at FROM {ClinicalCase._meta.db_table} WHERE id = %s FOR UPDATE"
+)
+# Every end of a stage's stream, and every page, asks what else of the case runs.
+_ACTIVE_REPLIES = ChatMessage._read_sql("*", f"case_id = %s AND status IN ({ACTIVE_SQL})")
+# The case of a stage run: each snapshot of the run's stream reads it.
+_CASE_OF_STAGE_RUN = (
+    f"SELECT c.* FROM {ClinicalCase._meta.db_table} c "
+    f"JOIN {StageRun._meta.db_table} s ON s.case_id = c.id WHERE s.id = %s"
 )
 # A group stream's seq (its own plus its stage runs', as Postgres holds them now: every
 # change to the group or to one of its runs raises it, whoever makes it) and its end.
