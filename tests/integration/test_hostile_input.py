@@ -18,6 +18,7 @@ from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from workflow import asyncdb
 from workflow.models import ChatMessage, ClinicalCase, StageRun, WorkflowRun
 from workflow.stages import STAGES
 
@@ -83,7 +84,12 @@ def _send(user, method, path, body=b"", content_type="text/plain", headers=None)
         client.force_login(user)
 
     async def send():
-        return await client.generic(method, path, body, content_type=content_type, headers=headers)
+        try:
+            return await client.generic(
+                method, path, body, content_type=content_type, headers=headers
+            )
+        finally:
+            await asyncdb.close()  # each request has a loop of its own, and a pool with it
 
     return async_to_sync(send)()
 
